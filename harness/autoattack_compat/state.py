@@ -1,0 +1,5 @@
+"""``autoattack.state`` for robustbench: pyautoattack's EvaluationState."""
+
+from pyautoattack.state import EvaluationState
+
+__all__ = ["EvaluationState"]

@@ -1,0 +1,63 @@
+"""Architecture registry: build a model from a name like ``wrn-28-10-swish``.
+
+Names:
+- ``wrn-D-W-swish`` / ``wrn-D-W`` (ReLU): DeepMind-style WideResNet of any
+  depth D = 6n+4 and width W, identical to RobustBench's ``DMWideResNet``.
+- ``preact-resnet-18``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch.nn as nn
+
+from ..datasets_meta import MEAN_STD, NUM_CLASSES, check_dataset
+from ..errors import UnknownNameError, close_matches_hint
+from .preact_resnet import PreActResNet
+from .wideresnet import WideResNet
+
+# The names listed by ``list_architectures``; any wrn-D-W[-swish] is accepted.
+KNOWN_ARCHITECTURES = (
+    "wrn-28-10-swish",
+    "wrn-70-16-swish",
+    "wrn-34-10",
+    "wrn-28-10",
+    "wrn-16-4-swish",
+    "wrn-16-2-swish",
+    "wrn-10-1-swish",
+    "preact-resnet-18",
+)
+
+_WRN = re.compile(r"^wrn-(\d+)-(\d+)(?:-(swish|relu))?$")
+
+
+def list_architectures() -> list[str]:
+    """Return the named architectures (any ``wrn-D-W[-swish]`` also works)."""
+    return list(KNOWN_ARCHITECTURES)
+
+
+def create_model(arch: str, num_classes: int | None = None, dataset: str = "cifar10") -> nn.Module:
+    """Build an untrained model by architecture name, normalising for ``dataset``.
+
+    ``num_classes`` defaults to the dataset's number of classes.
+    """
+    dataset = check_dataset(dataset)
+    num_classes = NUM_CLASSES[dataset] if num_classes is None else int(num_classes)
+    mean, std = MEAN_STD[dataset]
+    name = arch.lower()
+    m = _WRN.match(name)
+    if m:
+        depth, width = int(m.group(1)), int(m.group(2))
+        if (depth - 4) % 6 != 0 or depth < 10 or width < 1:
+            raise UnknownNameError(f"invalid WideResNet '{arch}': depth must be 6n+4 (10, 16, 28, 34, 70, ...) and width >= 1")
+        return WideResNet(num_classes, depth, width, m.group(3) or "relu", mean, std)
+    if name == "preact-resnet-18":
+        return PreActResNet((2, 2, 2, 2), num_classes, mean, std)
+    raise UnknownNameError(
+        f"unknown architecture '{arch}'; known: {', '.join(KNOWN_ARCHITECTURES)} (or any wrn-D-W[-swish])."
+        + close_matches_hint(name, KNOWN_ARCHITECTURES)
+    )
+
+
+__all__ = ["create_model", "list_architectures", "WideResNet", "PreActResNet", "KNOWN_ARCHITECTURES"]
