@@ -16,6 +16,7 @@ import io
 import os
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 return f["image"], f["label"].astype(np.int64)
             if {"jpeg", "offsets", "y"} <= files:
                 return _decode_jpegs(f["jpeg"], f["offsets"], path), f["y"].astype(np.int64)
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise DataError(f"{path} is not a readable .npz file ({e})") from None
     raise DataError(f"{path} has arrays {sorted(files)}; expected x and y, image and label, or jpeg, offsets and y")
 

@@ -3,58 +3,40 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from .errors import ScoreZooError
 
+# Errors a user can cause: printed as one line with exit code 1.
+USER_ERRORS = (ScoreZooError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+
 
 class ErrorHandlingGroup(click.Group):
-    """A click group that turns ``ScoreZooError`` into one line and exit 1.
+    """A click group that prints user errors as one line and exits 1.
 
-    ``--debug`` (a group option) re-raises instead, for a full traceback.
+    The group gets a ``--debug`` option that shows the full traceback instead.
     Usage errors keep click's exit code 2.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.params.append(
-            click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True,
-                         callback=_remember_debug, help="Show full tracebacks on errors.")
-        )
+        self.params.append(click.Option(["--debug"], is_flag=True, expose_value=False,
+                                        callback=_remember_debug, help="Show full tracebacks on errors."))
 
-    def main(self, *args, **kwargs):
-        kwargs.setdefault("standalone_mode", True)
+    def invoke(self, ctx: click.Context):
         try:
-            return super().main(*args, standalone_mode=False, **{k: v for k, v in kwargs.items() if k != "standalone_mode"})
-        except click.exceptions.Exit as e:
-            sys.exit(e.exit_code)
-        except click.ClickException as e:
-            e.show()
-            sys.exit(e.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
-        except (ScoreZooError, FileExistsError, PermissionError, IsADirectoryError) as e:
-            if _DEBUG["on"]:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            if ctx.meta.get("score_zoo.debug"):
                 raise
-            click.echo(f"Error: {_one_line(e)}", err=True)
-            sys.exit(1)
+            click.echo(f"Error: {' '.join(str(e).split()) or type(e).__name__}", err=True)
+            ctx.exit(1)
 
 
-_DEBUG = {"on": False}
-
-
-def _remember_debug(ctx, param, value):
-    if value:
-        _DEBUG["on"] = True
+def _remember_debug(ctx: click.Context, param, value):
+    ctx.meta["score_zoo.debug"] = bool(value)
     return value
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc) or exc.__class__.__name__
-    return " ".join(text.split())
 
 
 def echo_json(obj) -> None:

@@ -129,7 +129,7 @@ def list_entries() -> list[Entry]:
     """All entries, built-in first, user entries overriding same-named ones."""
     entries = {e.name: e for e in _read_builtin_entries()}
     entries.update({e.name: e for e in _read_user_entries()})
-    return list(entries.values())
+    return sorted(entries.values(), key=lambda e: (e.dataset, e.name))
 
 
 def get_entry(name: str) -> Entry:

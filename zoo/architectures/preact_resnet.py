@@ -1,7 +1,7 @@
 """Pre-activation ResNet-18 (He et al. 2016) with input normalisation inside.
 
-Parameter names follow RobustBench's ``PreActResNet`` (conv1, layer1-4 with
-bn1/conv1/bn2/conv2/shortcut, bn, linear).
+Identical to RobustBench's ``PreActResNet(PreActBlock, [2, 2, 2, 2],
+bn_before_fc=True, out_shortcut=True)``: same parameter names and logits.
 """
 
 from __future__ import annotations
@@ -66,5 +66,5 @@ class PreActResNet(nn.Module):
         out = self.conv1((x - self.mean) / self.std)
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.relu(self.bn(out))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        out = F.avg_pool2d(out, 4).flatten(1)
         return self.linear(out)

@@ -1,0 +1,56 @@
+"""Warm load time of WRN-28-10 weights: safetensors (zoo) vs. a .pt pickle.
+
+    python bench/bench_load.py [--repeats 7]
+
+Both files hold the same state dict; each is read and copied into a built
+model (load_state_dict), timed after one warm-up read so the file is in the
+page cache. Prints medians and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import zoo
+from zoo.checkpoints import read_checkpoint
+from zoo.model_dir import load_weights, make_config, save_model_dir
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    model = zoo.create_model("wrn-28-10-swish")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        save_model_dir(model, tmp / "m", make_config("wrn-28-10-swish", 10, "cifar10"))
+        torch.save({"model_state_dict": model.state_dict()}, tmp / "m.pt")
+        size_mb = (tmp / "m" / "model.safetensors").stat().st_size / 2**20
+        st = _median_seconds(lambda: model.load_state_dict(load_weights(tmp / "m" / "model.safetensors")), args.repeats)
+        pt = _median_seconds(lambda: model.load_state_dict(read_checkpoint(tmp / "m.pt")), args.repeats)
+        full = _median_seconds(lambda: zoo.load_model(tmp / "m"), args.repeats)
+    print(f"WRN-28-10 weights: {size_mb:.0f} MiB, median of {args.repeats} warm loads")
+    print(f"safetensors -> load_state_dict           {st * 1e3:8.1f} ms")
+    print(f"torch.load(weights_only=True) -> same    {pt * 1e3:8.1f} ms")
+    print(f"ratio pickle / safetensors               {pt / st:8.2f}x")
+    print(f"zoo.load_model (build + strict load)     {full * 1e3:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

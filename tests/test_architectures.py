@@ -1,0 +1,65 @@
+import pytest
+import torch
+from robustbench.model_zoo.architectures.dm_wide_resnet import DMWideResNet, Swish
+from robustbench.model_zoo.architectures.resnet import PreActBlock, PreActResNet as RBPreActResNet
+
+import zoo
+from zoo.errors import UnknownNameError
+
+
+@pytest.mark.parametrize("depth,width", [(28, 10), (16, 2)])
+def test_wideresnet_matches_robustbench_dmwideresnet(depth, width):
+    torch.manual_seed(0)
+    reference = DMWideResNet(num_classes=10, depth=depth, width=width, activation_fn=Swish)
+    # Non-trivial BatchNorm statistics, so eval-mode logits exercise every buffer.
+    for m in reference.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    reference.eval()
+    model = zoo.create_model(f"wrn-{depth}-{width}-swish", dataset="cifar10").eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    assert list(model.state_dict()) == list(reference.state_dict())
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_relu_wideresnet_and_cifar100_normalisation_match_robustbench():
+    from robustbench.model_zoo.architectures.dm_wide_resnet import CIFAR100_MEAN, CIFAR100_STD
+
+    reference = DMWideResNet(num_classes=100, depth=10, width=1, mean=CIFAR100_MEAN, std=CIFAR100_STD).eval()
+    model = zoo.create_model("wrn-10-1", dataset="cifar100").eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_preact_resnet18_matches_robustbench_preactresnet():
+    # RobustBench's pre-activation variant with the final BatchNorm and the
+    # shortcut taken after the first activation (He et al. 2016).
+    reference = RBPreActResNet(PreActBlock, [2, 2, 2, 2], bn_before_fc=True, out_shortcut=True).eval()
+    model = zoo.create_model("preact-resnet-18").eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference((x - model.mean) / model.std), rtol=1e-5, atol=1e-5)
+
+
+def test_named_architectures_build_with_num_classes():
+    for name in ["wrn-10-1-swish", "wrn-16-4-swish", "preact-resnet-18"]:
+        model = zoo.create_model(name, num_classes=7)
+        assert model(torch.rand(1, 3, 32, 32)).shape == (1, 7)
+    assert "wrn-28-10-swish" in zoo.list_architectures()
+
+
+@pytest.mark.parametrize("name", ["resnet-50", "wrn-27-10", "wrn-28-0-swish"])
+def test_unknown_or_invalid_architecture(name):
+    with pytest.raises(UnknownNameError):
+        zoo.create_model(name)
+
+
+def test_unknown_architecture_suggests_close_names():
+    with pytest.raises(UnknownNameError, match="wrn-28-10-swish"):
+        zoo.create_model("wrn-28-10-swsh")

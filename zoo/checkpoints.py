@@ -1,0 +1,80 @@
+"""Import original PyTorch checkpoints (SCORE, RobustBench) into model directories.
+
+Pickles are read with ``torch.load(weights_only=True)``: a file that needs
+code execution to load is refused, never run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .architectures import create_model
+from .datasets_meta import NUM_CLASSES, check_dataset
+from .errors import CheckpointError
+from .model_dir import load_state_dict_strict, make_config, save_model_dir
+
+# Where the weights sit inside the known checkpoint layouts, in order of preference:
+# the SCORE releases keep the EMA (averaged) weights under 'model_state_dict'.
+_NESTED_KEYS = ("model_state_dict", "state_dict", "model")
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a .pt checkpoint safely and return a flat state dict of tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.lstrip()[:1] == b"<" or b"<html" in head.lower():
+        raise CheckpointError(f"{path} is an HTML page, not a checkpoint (a failed download?); download it again")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling refused"
+        raise CheckpointError(f"{path} cannot be loaded safely ({first[:160]}); only plain tensor checkpoints are imported") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first[:160]})") from None
+    return extract_state_dict(obj, str(path))
+
+
+def extract_state_dict(obj, source: str) -> dict[str, torch.Tensor]:
+    """Find the model weights in a loaded checkpoint object and strip ``module.`` prefixes."""
+    if isinstance(obj, dict):
+        for key in _NESTED_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{source} holds no state dict of tensors (looked at the top level and {', '.join(_NESTED_KEYS)})")
+    return {_strip_prefix(k): v for k, v in obj.items()}
+
+
+def _strip_prefix(key: str) -> str:
+    for prefix in ("module.", "_orig_mod."):
+        while key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+def import_checkpoint(checkpoint: str | os.PathLike, arch: str, num_classes: int | None, dataset: str,
+                      out_dir: str | os.PathLike, threat_model: str | None = None, eps: float | None = None,
+                      overwrite: bool = False) -> str:
+    """Convert an original checkpoint into a model directory; return the weights sha256.
+
+    Every key and shape must match ``arch``; nothing is written otherwise.
+    """
+    if Path(out_dir).exists() and not overwrite:
+        raise CheckpointError(f"{out_dir} already exists; choose another --out or remove it")
+    state_dict = read_checkpoint(checkpoint)
+    model = create_model(arch, num_classes=num_classes, dataset=dataset)
+    load_state_dict_strict(model, state_dict, str(checkpoint))
+    dataset = check_dataset(dataset)
+    num_classes = NUM_CLASSES[dataset] if num_classes is None else num_classes
+    config = make_config(arch, num_classes, dataset, threat_model, eps, imported_from=Path(checkpoint).name)
+    return save_model_dir(model, out_dir, config, overwrite=overwrite)
