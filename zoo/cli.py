@@ -102,5 +102,160 @@ def import_cmd(checkpoint, arch, num_classes, dataset, threat_model, eps, out_di
         click.echo(f"sha256 {digest}")
 
 
+
+@main.command("load")
+@click.argument("name")
+@click.option("--revision", default=None, help="Hub revision (branch, tag or commit); default: the entry's pinned one.")
+@click.option("--device", default="cpu", show_default=True, help="Device to load the model on.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
+    """Download (or find in the cache), verify and load a model; print where it is.
+
+    The weights are checked against the entry's sha256 before use. Set
+    HF_HUB_OFFLINE=1 to use only the local cache; HF_ENDPOINT, HF_HOME and
+    HF_TOKEN are honoured as by huggingface_hub.
+
+    \b
+    Example:
+      score-zoo load cifar10-linf
+      HF_HUB_OFFLINE=1 score-zoo load cifar10-linf --json
+    """
+    from pathlib import Path
+
+    from . import load_model_dir, resolve_model_dir
+    from .fileio import sha256_file
+    from .model_dir import CONFIG_NAME, WEIGHTS_NAME
+
+    model_dir, expected = resolve_model_dir(name, revision)
+    model = load_model_dir(model_dir, device=device, expected_sha256=expected)
+    entry = None if (Path(name) / CONFIG_NAME).is_file() else registry.get_entry(name)
+    info = {
+        "name": name,
+        "path": str(model_dir),
+        "sha256": expected or sha256_file(model_dir / WEIGHTS_NAME),
+        "verified": expected is not None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "architecture": type(model).__name__,
+        "hub": entry.hub if entry else {},
+        "reported": entry.reported if entry else {},
+    }
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(f"{name}: {info['parameters']:,} parameters, loaded in eval mode on {device}")
+    click.echo(f"cached at  {info['path']}")
+    click.echo(f"sha256     {info['sha256']} ({'verified against the registry' if expected else 'not pinned by the registry'})")
+    if info["reported"]:
+        rep = info["reported"]
+        click.echo(f"reported   clean {_fmt_acc(rep.get('clean_acc'))}%, AutoAttack {_fmt_acc(rep.get('autoattack_acc'))}% "
+                   f"({entry.threat_model} {entry.eps}, {rep.get('by', 'reported')})")
+
+
+@main.command("publish")
+@click.argument("entry_or_dir")
+@click.option("--repo-id", required=True, help="Hub repository, ORG/NAME (created if needed).")
+@click.option("--model-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Model directory holding the entry's weights (default: resolve the entry).")
+@click.option("--eval", "eval_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Evaluation result JSON to upload and show in the card (repeatable).")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--dry-run", is_flag=True, help="Stage the files and show them; upload nothing.")
+@click.option("--save-entry", is_flag=True, help="Write the pinned hub revision + sha256 into the registry entry.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def publish_cmd(entry_or_dir, repo_id, model_dir, eval_files, private, dry_run, save_entry, as_json):
+    """Upload weights + config + model card + evaluations to the Hub in one commit.
+
+    Prints the commit id and the registry update (hub.repo_id, hub.revision =
+    that commit, sha256) that pins it; --save-entry writes it.
+
+    \b
+    Example:
+      score-zoo publish cifar10-linf --repo-id score-zoo/cifar10-linf --dry-run
+      score-zoo publish models/my-run --repo-id me/my-run --eval results/my-run.json
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from .cards import entry_evaluations, read_evaluation
+    from .hub import entry_from_model_dir, publish
+    from .model_dir import CONFIG_NAME
+
+    if (Path(entry_or_dir) / CONFIG_NAME).is_file():
+        entry, model_dir = entry_from_model_dir(entry_or_dir), model_dir or entry_or_dir
+    else:
+        entry = registry.get_entry(entry_or_dir)
+        if model_dir is None:
+            from . import resolve_model_dir
+
+            model_dir = resolve_model_dir(entry.name)[0]
+    evaluations = entry_evaluations(entry) + [read_evaluation(f) for f in eval_files]
+    result = publish(entry, model_dir, repo_id, evaluations, private=private, dry_run=dry_run)
+    saved = None
+    if save_entry and not dry_run:
+        updated = dataclasses.replace(entry, **result.entry_update)
+        saved = str(registry.write_builtin_entry(updated) if entry.builtin else registry.add_user_entry(updated))
+    if as_json:
+        echo_json({"repo_id": result.repo_id, "commit": result.commit, "commit_url": result.commit_url,
+                   "sha256": result.sha256, "staged": str(result.staged) if dry_run else None,
+                   "files": result.files, "entry_update": result.entry_update, "saved_entry": saved})
+        return
+    if dry_run:
+        click.echo(f"dry run: staged {len(result.files)} file(s) in {result.staged} (nothing uploaded)")
+        for rel in result.files:
+            click.echo(f"  {rel:<40} {(result.staged / rel).stat().st_size:>12,} bytes")
+        click.echo(f"sha256 {result.sha256}")
+        return
+    click.echo(f"published {entry.name} to {result.repo_id}")
+    click.echo(f"commit  {result.commit}")
+    click.echo(f"url     {result.commit_url}")
+    click.echo("registry entry update:")
+    echo_json(result.entry_update)
+    if saved:
+        click.echo(f"saved to {saved}")
+
+
+@main.command("card")
+@click.argument("name", required=False)
+@click.option("--all", "all_entries", is_flag=True, help="Render the cards of all built-in entries.")
+@click.option("--eval", "eval_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Extra evaluation result JSON to include (repeatable).")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for NAME.md (default: the repository's model_cards/).")
+@click.option("--stdout", "to_stdout", is_flag=True, help="Print the card instead of writing it.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if a card file differs from its entry.")
+def card_cmd(name, all_entries, eval_files, out_dir, to_stdout, check):
+    """Render the model card (Hub README with model-index) of an entry.
+
+    \b
+    Example:
+      score-zoo card cifar10-linf --stdout
+      score-zoo card --all
+      score-zoo card --all --check
+    """
+    from pathlib import Path
+
+    from .cards import default_cards_dir, entry_evaluations, read_evaluation, render_card, write_card
+    from .errors import ConfigError
+
+    if bool(name) == all_entries:
+        raise click.UsageError("give either NAME or --all")
+    entries = [e for e in registry.list_entries() if e.builtin] if all_entries else [registry.get_entry(name)]
+    extra = [read_evaluation(f) for f in eval_files]
+    folder = Path(out_dir) if out_dir else default_cards_dir()
+    stale = []
+    for entry in entries:
+        evaluations = entry_evaluations(entry) + extra
+        if to_stdout:
+            click.echo(render_card(entry, evaluations), nl=False)
+        elif check:
+            path = folder / f"{entry.name}.md"
+            if not path.is_file() or path.read_text(encoding="utf-8") != render_card(entry, evaluations):
+                stale.append(entry.name)
+        else:
+            click.echo(f"wrote {write_card(entry, folder, evaluations)}")
+    if stale:
+        raise ConfigError(f"stale or missing model card(s) in {folder}: {', '.join(stale)}; run 'score-zoo card --all'")
+
+
 if __name__ == "__main__":
     main()

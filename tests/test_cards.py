@@ -1,0 +1,67 @@
+"""Model cards: generated from entries (+ evaluation JSONs), parsed by huggingface_hub, never stale."""
+
+import dataclasses
+
+import pytest
+from click.testing import CliRunner
+from huggingface_hub import ModelCard
+from test_hub_publish import EVALUATION
+
+from zoo import list_entries
+from zoo.cards import bibtex, default_cards_dir, render_card
+from zoo.cli import main
+from zoo.errors import ConfigError
+from zoo.registry import get_entry
+
+BUILTIN = [e for e in list_entries() if e.builtin]
+
+
+@pytest.mark.parametrize("entry", BUILTIN, ids=lambda e: e.name)
+def test_checked_in_card_matches_its_entry(entry):
+    path = default_cards_dir() / f"{entry.name}.md"
+    assert path.is_file(), f"missing {path}: run 'score-zoo card --all'"
+    assert path.read_text(encoding="utf-8") == render_card(entry), f"{path} is stale: run 'score-zoo card --all'"
+
+
+def test_card_metadata_parses_with_model_index():
+    entry = get_entry("cifar10-linf")
+    card = ModelCard(render_card(entry))
+    data = card.data
+    assert data.license == "mit" and data.library_name and data.datasets == ["cifar10"]
+    assert {"adversarial-robustness", "robustbench", "image-classification"} <= set(data.tags)
+    results = {r.metric_config: r for r in data.eval_results}
+    assert results["clean"].metric_value == entry.reported["clean_acc"]
+    robust = results["Linf-8/255 AutoAttack standard"]
+    assert robust.metric_value == entry.reported["autoattack_acc"]
+    assert (robust.dataset_type, robust.dataset_split) == ("cifar10", "test")
+    assert robust.metric_args["threat_model"] == "Linf" and robust.metric_args["eps"] == "8/255"
+    for section in ("## Use", "score-zoo load cifar10-linf", 'zoo.load_model("cifar10-linf")',
+                    "## Evaluation protocol", "## Training recipe", "## Limitations", "@inproceedings{pang2022robustness"):
+        assert section in card.text
+
+
+def test_evaluation_results_enter_the_card_with_missing_provenance_tolerated():
+    entry = dataclasses.replace(get_entry("cifar10-linf"), evaluations=[EVALUATION])
+    card = ModelCard(render_card(entry))
+    zoo_results = [r for r in card.data.eval_results if r.source_name == "SCORE Zoo harness"]
+    assert len(card.data.eval_results) == 4 and [r.metric_value for r in zoo_results] == [51.0, 21.5]
+    assert zoo_results[0].dataset_split == "test[:200]"
+    assert "| SCORE Zoo harness (AutoAttack standard) | CIFAR-10 test | Linf 8/255 | 200 | 51.00 | 21.50 |" in card.text
+    assert "apgd-ce 23.00, apgd-t 21.50" in card.text and "- seed: 0" in card.text
+    with pytest.raises(ConfigError, match="evaluation on cifar10 cannot go into the card of 'cifar100-linf'"):
+        render_card(dataclasses.replace(get_entry("cifar100-linf"), evaluations=[EVALUATION]))
+
+
+def test_bibtex_from_source():
+    text = bibtex(get_entry("cifar10-linf"))
+    assert text.startswith("@inproceedings{pang2022robustness,") and "Tianyu Pang and Min Lin" in text
+
+
+def test_cli_card_check_and_write(tmp_path):
+    stale = CliRunner().invoke(main, ["card", "--all", "--check", "--out-dir", str(tmp_path)])
+    assert stale.exit_code == 1 and "score-zoo card --all" in stale.output
+    assert CliRunner().invoke(main, ["card", "--all", "--out-dir", str(tmp_path)]).exit_code == 0
+    assert CliRunner().invoke(main, ["card", "--all", "--check", "--out-dir", str(tmp_path)]).exit_code == 0
+    assert CliRunner().invoke(main, ["card", "--all", "--check"]).exit_code == 0     # the checked-in cards
+    out = CliRunner().invoke(main, ["card", "cifar10-linf", "--stdout"])
+    assert out.output == render_card(get_entry("cifar10-linf"))

@@ -1,0 +1,281 @@
+"""Model cards: the Hub README of an entry, generated from the entry + evaluation JSONs.
+
+Nothing here is typed twice: every figure comes from the registry entry
+(``reported``, ``recipe``, ``source``, ``hub``...) or from score-harness result
+files (RobustBench model_info keys + an ``evaluation`` provenance object), read
+as plain data with missing provenance keys tolerated. The YAML front matter is
+built with ``huggingface_hub.ModelCardData`` / ``EvalResult`` so the Hub (and
+``huggingface_hub.ModelCard``) parse its ``model-index``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCardData
+
+from .datasets_meta import NUM_CLASSES
+from .errors import ConfigError
+from .fileio import atomic_write_text
+from .registry import BUILTIN_DIR, Entry
+
+CARDS_DIR_NAME = "model_cards"
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
+HF_DATASET_IDS = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn"}
+LIBRARY_NAME = "pytorch"
+
+
+# --------------------------------------------------------------- evaluations --
+
+
+def read_evaluation(path: str | os.PathLike) -> dict:
+    """Read one evaluation result JSON as plain data."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"evaluation file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict) or "clean_acc" not in data or "autoattack_acc" not in data:
+        raise ConfigError(f"{path} is not an evaluation result (it lacks clean_acc / autoattack_acc)")
+    return data
+
+
+def entry_evaluations(entry: Entry) -> list[dict]:
+    """The evaluation results an entry lists: embedded dicts, or JSON paths (relative to zoo/entries/)."""
+    results = []
+    for item in entry.evaluations:
+        if isinstance(item, dict):
+            results.append(item)
+        else:
+            path = Path(item)
+            results.append(read_evaluation(path if path.is_absolute() else BUILTIN_DIR / path))
+    return results
+
+
+def _float(value) -> float | None:
+    try:
+        return round(float(value), 2)
+    except (TypeError, ValueError):
+        return None
+
+
+def summarize_evaluation(result: dict, entry: Entry) -> dict:
+    """The figures of one result a card shows, with defaults for missing provenance."""
+    ev = result.get("evaluation") if isinstance(result.get("evaluation"), dict) else {}
+    dataset = result.get("dataset") or ev.get("dataset") or entry.dataset
+    if dataset != entry.dataset:
+        raise ConfigError(f"an evaluation on {dataset} cannot go into the card of '{entry.name}' ({entry.dataset})")
+    aa = ev.get("autoattack") if isinstance(ev.get("autoattack"), dict) else {}
+    after = ev.get("robust_accuracy_after") or ev.get("robust_acc_after_each") or {}
+    return {
+        "clean": _float(result.get("clean_acc")),
+        "robust": _float(result.get("autoattack_acc")),
+        "dataset": dataset,
+        "threat_model": ev.get("threat_model") or entry.threat_model,
+        "eps": ev.get("eps_text") or result.get("eps") or entry.eps,
+        "n_examples": ev.get("n_examples"),
+        "version": aa.get("version") or ev.get("version") or "standard",
+        "attacks": aa.get("attacks") or ev.get("attacks") or [],
+        "after": {k: _float(v) for k, v in after.items()} if isinstance(after, dict) else {},
+        "seed": ev.get("seed"),
+        "device": ev.get("device"),
+        "versions": ev.get("versions") or {},
+        "weights_sha256": ev.get("weights_sha256"),
+        "started_at": ev.get("started_at"),
+    }
+
+
+# ------------------------------------------------------------- front matter --
+
+
+def _source_url(entry: Entry) -> str:
+    return entry.source.get("link") or entry.source.get("code") or "https://robustbench.github.io"
+
+
+def eval_results(entry: Entry, evaluations: list[dict]) -> list[EvalResult]:
+    """model-index results: the reported figures, then each zoo evaluation (clean + AutoAttack)."""
+    def pair(clean, robust, split, threat, eps, attack, n, source_name, source_url):
+        common = dict(task_type="image-classification", task_name="Image Classification",
+                      dataset_type=HF_DATASET_IDS.get(entry.dataset, entry.dataset),
+                      dataset_name=DATASET_NAMES.get(entry.dataset, entry.dataset), dataset_split=split,
+                      metric_type="accuracy", source_name=source_name, source_url=source_url)
+        args = {"threat_model": threat, "eps": str(eps), "n_examples": n}
+        out = []
+        if clean is not None:
+            out.append(EvalResult(metric_value=clean, metric_name=f"Clean accuracy ({source_name})",
+                                  metric_config="clean", metric_args={"n_examples": n}, **common))
+        if robust is not None:
+            out.append(EvalResult(metric_value=robust, metric_name=f"AutoAttack accuracy, {threat} eps={eps} ({source_name})",
+                                  metric_config=f"{threat}-{eps} {attack}", metric_args={**args, "attack": attack},
+                                  **common))
+        return out
+
+    rep = entry.reported
+    by = rep.get("by", "reported")
+    url = "https://robustbench.github.io" if "robustbench" in by.lower() else _source_url(entry)
+    results = pair(_float(rep.get("clean_acc")), _float(rep.get("autoattack_acc")), "test", entry.threat_model,
+                   entry.eps, rep.get("attack", "AutoAttack standard"), rep.get("n_examples"), by, url)
+    for result in evaluations:
+        s = summarize_evaluation(result, entry)
+        split = "test" if s["n_examples"] in (None, 10000) else f"test[:{s['n_examples']}]"
+        results += pair(s["clean"], s["robust"], split, s["threat_model"], s["eps"], f"AutoAttack {s['version']}",
+                        s["n_examples"], "SCORE Zoo harness", entry.source.get("code") or _source_url(entry))
+    return results
+
+
+def card_data(entry: Entry, evaluations: list[dict]) -> ModelCardData:
+    """The Hub metadata (YAML front matter) of an entry's card."""
+    tags = ["adversarial-robustness", "robustbench", "image-classification", "score", "safetensors",
+            "score-zoo", entry.dataset, f"{entry.threat_model.lower()}-robustness", entry.architecture]
+    return ModelCardData(
+        license=entry.license, library_name=LIBRARY_NAME, pipeline_tag="image-classification", tags=tags,
+        datasets=[HF_DATASET_IDS.get(entry.dataset, entry.dataset)], metrics=["accuracy"],
+        model_name=entry.name, eval_results=eval_results(entry, evaluations),
+    )
+
+
+# -------------------------------------------------------------------- body --
+
+
+def bibtex(entry: Entry) -> str:
+    """A BibTeX record built from ``entry.source``."""
+    src = entry.source
+    authors = [a.strip() for a in src.get("authors", "").split(",") if a.strip()]
+    first = authors[0].split()[-1].lower() if authors else "anonymous"
+    title = src.get("title", entry.name).strip()
+    word = next((w for w in re.findall(r"[A-Za-z]+", title.lower()) if w not in {"a", "an", "the", "on", "of"}), "model")
+    year = src.get("year", "")
+    venue = src.get("venue", "")
+    booktitle = re.sub(r"\s*\d{4}$", "", venue)
+    booktitle = {"ICML": "International Conference on Machine Learning (ICML)",
+                 "NeurIPS": "Advances in Neural Information Processing Systems (NeurIPS)",
+                 "ICLR": "International Conference on Learning Representations (ICLR)"}.get(booktitle, booktitle)
+    lines = [f"@inproceedings{{{first}{year}{word},", f"  title     = {{{title}}},",
+             f"  author    = {{{' and '.join(authors)}}},", f"  booktitle = {{{booktitle}}},", f"  year      = {{{year}}},"]
+    if src.get("link"):
+        lines.append(f"  url       = {{{src['link']}}},")
+    return "\n".join(lines) + "\n}"
+
+
+def _acc(value) -> str:
+    return "-" if value is None else f"{float(value):.2f}"
+
+
+def _weights_section(entry: Entry) -> list[str]:
+    lines = ["## Weights", ""]
+    if entry.hub.get("repo_id"):
+        rev = entry.hub.get("revision")
+        lines.append(f"- Hub: [`{entry.hub['repo_id']}`](https://huggingface.co/{entry.hub['repo_id']})"
+                     + (f", pinned revision `{rev}`" if rev else ""))
+    else:
+        lines.append("- Not on the Hub yet: `score-zoo load` imports the authors' original checkpoint "
+                     "(trusting its hash on first use) until it is published.")
+    if entry.sha256:
+        lines.append(f"- `model.safetensors` sha256: `{entry.sha256}` (checked on every download)")
+    if entry.origin.get("url"):
+        lines.append(f"- Original checkpoint: <{entry.origin['url']}>")
+    if entry.origin.get("robustbench_name"):
+        lines.append(f"- RobustBench: `{entry.origin['robustbench_name']}` "
+                     f"({entry.dataset}, {entry.origin.get('robustbench_threat_model', entry.threat_model)})")
+    return lines + [""]
+
+
+def _results_section(entry: Entry, evaluations: list[dict]) -> list[str]:
+    rep = entry.reported
+    lines = ["## Results", "",
+             "| source | dataset | threat model | examples | clean (%) | AutoAttack (%) |",
+             "|---|---|---|---|---|---|",
+             f"| {rep.get('by', 'reported')} | {DATASET_NAMES.get(entry.dataset, entry.dataset)} test | "
+             f"{entry.threat_model} {entry.eps} | {rep.get('n_examples', '-')} | {_acc(rep.get('clean_acc'))} | "
+             f"{_acc(rep.get('autoattack_acc'))} |"]
+    for result in evaluations:
+        s = summarize_evaluation(result, entry)
+        lines.append(f"| SCORE Zoo harness (AutoAttack {s['version']}) | {DATASET_NAMES.get(s['dataset'], s['dataset'])} test "
+                     f"| {s['threat_model']} {s['eps']} | {s['n_examples'] or '-'} | {_acc(s['clean'])} | {_acc(s['robust'])} |")
+    for i, result in enumerate(evaluations, 1):
+        s = summarize_evaluation(result, entry)
+        lines += ["", f"Zoo evaluation {i}:"]
+        if s["after"]:
+            lines.append("- robust accuracy after each attack: "
+                         + ", ".join(f"{k} {_acc(v)}" for k, v in s["after"].items()))
+        details = {"seed": s["seed"], "device": s["device"], "started": s["started_at"],
+                   "weights sha256": s["weights_sha256"],
+                   "versions": ", ".join(f"{k} {v}" for k, v in s["versions"].items()) or None}
+        lines += [f"- {k}: {v}" for k, v in details.items() if v not in (None, "")]
+    return lines + [""]
+
+
+def render_body(entry: Entry, evaluations: list[dict]) -> str:
+    """The Markdown body of the card."""
+    ds = DATASET_NAMES.get(entry.dataset, entry.dataset)
+    src = entry.source
+    lines = [f"# {entry.name}", "", entry.description or f"{entry.architecture} on {ds} ({entry.threat_model} {entry.eps}).", ""]
+    if src.get("title"):
+        lines += [f"From *{src['title']}* ({src.get('authors', '')}, {src.get('venue', '')})"
+                  + (f", {src['link']}" if src.get("link") else "") + ".", ""]
+    lines += [
+        "## Use", "",
+        "```bash", f"score-zoo load {entry.name}", "```", "",
+        "```python",
+        "import zoo",
+        "",
+        f'model = zoo.load_model("{entry.name}")  # sha256-verified, eval mode',
+        f"# inputs: float tensors in [0, 1], shape (N, 3, 32, 32); normalisation is inside the model",
+        f"logits = model(x)  # (N, {entry.num_classes or NUM_CLASSES.get(entry.dataset)})",
+        "```", "",
+        f"Architecture `{entry.architecture}`, {entry.num_classes} classes, input normalisation inside the model.", "",
+    ]
+    lines += _weights_section(entry)
+    lines += _results_section(entry, evaluations)
+    lines += [
+        "## Evaluation protocol", "",
+        f"AutoAttack (standard version: APGD-CE, APGD-T, FAB-T, Square) under the {entry.threat_model} threat model "
+        f"with eps = {entry.eps}, on the first N images of the {ds} test set in their original order "
+        "(RobustBench conventions; leaderboard figures use the full test set of 10,000 images). "
+        "Reproduce with:", "",
+        "```bash",
+        f"score-harness evaluate {entry.name} --threat-model {entry.threat_model} --eps {entry.eps} "
+        f"--n-examples 10000 --out {entry.name}.json",
+        "```", "",
+        f"and add the result to the card with `score-zoo card {entry.name} --eval {entry.name}.json`.", "",
+    ]
+    if entry.recipe:
+        lines += ["## Training recipe", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in entry.recipe.items()]
+        if entry.footnote:
+            lines += ["", entry.footnote]
+        lines.append("")
+    lines += [
+        "## Limitations", "",
+        f"- Robustness is measured only for {entry.threat_model} perturbations of size {entry.eps} on {ds}-sized "
+        "32x32 images; it says nothing about other threat models, larger budgets or distribution shift.",
+        "- AutoAttack accuracy is an empirical upper bound on robust accuracy, not a certificate.",
+        "- Clean accuracy is below that of standard (non-robust) training.",
+        f"- The model expects unnormalised RGB inputs in [0, 1]; it was trained on {ds}"
+        + (" plus generated images." if entry.additional_data or "generated_data" in entry.recipe else "."),
+        "",
+        "## Citation", "", "```bibtex", bibtex(entry), "```", "",
+    ]
+    return "\n".join(lines)
+
+
+def render_card(entry: Entry, evaluations: list[dict] | None = None) -> str:
+    """The full card (YAML front matter + body) for ``entry``; evaluations default to the entry's."""
+    evaluations = entry_evaluations(entry) if evaluations is None else evaluations
+    return f"---\n{card_data(entry, evaluations).to_yaml()}\n---\n\n{render_body(entry, evaluations)}"
+
+
+def default_cards_dir() -> Path:
+    """The repository's ``model_cards/`` folder (beside the ``zoo`` package)."""
+    return Path(__file__).resolve().parent.parent / CARDS_DIR_NAME
+
+
+def write_card(entry: Entry, out_dir: str | os.PathLike | None = None, evaluations: list[dict] | None = None) -> Path:
+    """Write ``{out_dir}/{name}.md`` atomically; return its path."""
+    path = Path(out_dir or default_cards_dir()) / f"{entry.name}.md"
+    atomic_write_text(path, render_card(entry, evaluations))
+    return path
