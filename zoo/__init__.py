@@ -36,7 +36,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike, revision: str | None = No
         return local, entry.sha256
     from .hub import fetch_model_dir
 
-    return fetch_model_dir(entry, revision=revision), None  # fetch_model_dir verifies the sha256 itself
+    return fetch_model_dir(entry, revision=revision), entry.sha256 if revision is None else None
 
 
 def load_model(name_or_path: str | os.PathLike, revision: str | None = None,
