@@ -1,0 +1,182 @@
+"""score-harness: evaluate models under AutoAttack, merge shards, render and verify leaderboards."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from zoo.cli_support import ErrorHandlingGroup, echo_json
+from zoo.errors import ConfigError
+
+from .threat_models import ATTACKS, THREAT_MODELS, VERSIONS
+
+
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Evaluate robust image classifiers with AutoAttack and build RobustBench-style leaderboards."""
+
+
+def _attacks(ctx, param, value):
+    return [a.strip() for a in value.split(",") if a.strip()] if value else None
+
+
+def _model_info_file(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        data = json.loads(Path(value).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--model-info {value} is not a readable JSON file ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--model-info {value} must hold a JSON object")
+    return data
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "svhn"]), default=None,
+              help="Dataset (default: the model's own, else cifar10).")
+@click.option("--threat-model", type=click.Choice(THREAT_MODELS), default=None,
+              help="Threat model (default: the model's own, else Linf).")
+@click.option("--eps", default=None, help="Budget, e.g. 8/255 (default: Linf 8/255, L2 0.5, L1 12).")
+@click.option("--n-examples", type=int, default=None, help="Evaluate the first N test images (default: all).")
+@click.option("--batch-size", type=int, default=500, show_default=True, help="Examples per AutoAttack call.")
+@click.option("--version", type=click.Choice(VERSIONS), default="standard", show_default=True)
+@click.option("--attacks", callback=_attacks, help=f"With --version custom: comma list of {','.join(ATTACKS)}.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available).")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="Folder with the official test files (default: the bundled 1000-image subset, not leaderboard-eligible).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the result JSON here.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Progress folder for resuming (default: RESULT.state beside --out).")
+@click.option("--shard", default=None, help="Evaluate slice K/N (K from 0); combine with 'score-harness merge'.")
+@click.option("--weights", type=click.Path(), default=None,
+              help="Weights (.safetensors or .pt state dict) for a package.module:callable MODEL.")
+@click.option("--model-dir", default="./models", show_default=True, help="RobustBench checkpoint folder for robustbench:NAME.")
+@click.option("--model-info", callback=_model_info_file, type=click.Path(dir_okay=False), default=None,
+              help="JSON with RobustBench model_info fields to fill in (name, link, authors, venue, ...).")
+@click.option("--n-iter", type=int, default=None,
+              help="Reduce attack iterations (quick checks only; the result is marked with it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON on stdout.")
+def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version, attacks, seed, device, data_dir,
+             out, state_dir, shard, weights, model_dir, model_info, n_iter, as_json):
+    """Evaluate MODEL: a zoo entry, a model directory, robustbench:NAME or package.module:callable.
+
+    \b
+    Example:
+      score-harness evaluate cifar10-linf --data-dir ~/data --out results/cifar10-linf.json
+      torchrun --nproc-per-node 2 -m harness evaluate cifar10-linf --data-dir ~/data --out r.json
+    """
+    import warnings
+
+    from .data import BundledSubsetWarning
+    from .evaluation import TrainModeWarning
+    from .evaluation import evaluate as run
+
+    warnings.simplefilter("ignore", BundledSubsetWarning)  # reported once, from the result, below
+    warnings.simplefilter("ignore", TrainModeWarning)
+    result = run(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
+                 attacks=attacks, seed=seed, device=device, data_dir=data_dir, out=out, state_dir=state_dir,
+                 shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir, model_info=model_info)
+    _report_warnings(result.evaluation.warnings)
+    from .distributed import torchrun_world
+
+    world = torchrun_world()
+    if world and world[0] != 0:
+        return
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        ev = result.evaluation
+        steps = ", ".join(f"{a} {v:.2f}%" for a, v in ev.robust_accuracy_after.items())
+        where = f" (shard {ev.shard['index']}/{ev.shard['count']}, examples {ev.shard['start']}..{ev.shard['stop'] - 1})" if ev.shard else ""
+        click.echo(f"clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% on {ev.n_examples} {ev.dataset} "
+                   f"examples{where}, {ev.threat_model} eps {ev.eps_text} [{steps}]" + (f" -> {out}" if out else ""))
+
+
+def _report_warnings(items) -> None:
+    for w in items:
+        click.echo(f"warning ({w['source']}, x{w['count']}): {w['message']}", err=True)
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Merged result JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the merged result JSON on stdout.")
+def merge(shards, out, as_json):
+    """Merge shard results (from --shard K/N) into one result.
+
+    \b
+    Example:
+      score-harness merge r0.json r1.json r2.json r3.json --out result.json
+    """
+    from .merge import merge_files
+
+    result = merge_files(list(shards), out)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        ev = result.evaluation
+        click.echo(f"merged {len(shards)} shards: clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% "
+                   f"on {ev.n_examples} examples -> {out}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--dataset", default=None, help="Only this dataset.")
+@click.option("--threat-model", default=None, help="Only this threat model.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+def leaderboard(folder, dataset, threat_model, fmt, out):
+    """Render a leaderboard from a model_info tree (RobustBench's layout works as is).
+
+    \b
+    Example:
+      score-harness leaderboard robustbench/model_info --dataset cifar10 --threat-model Linf --format html --out lb.html
+    """
+    from zoo.fileio import atomic_write_text
+
+    from .leaderboard import leaderboard as render
+
+    text = render(folder, dataset, threat_model, fmt)
+    if out:
+        atomic_write_text(out, text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option("--n-examples", type=int, default=None, help="Prefix to re-evaluate (default: min(n, 500)).")
+@click.option("--model", default=None, help="Model spec, if the result was made from a Python object.")
+@click.option("--device", default=None)
+@click.option("--data-dir", type=click.Path(), default=None, help="Data folder (default: the one the result used).")
+@click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(result, n_examples, model, device, data_dir, confidence, as_json):
+    """Re-evaluate a prefix of RESULT and check its claimed robust accuracy (Clopper-Pearson).
+
+    Exits 1 when the claim is inconsistent.
+
+    \b
+    Example:
+      score-harness verify results/cifar10-linf.json --n-examples 500
+    """
+    from .verification import verify as run
+
+    report = run(result, n_examples, model=model, device=device, data_dir=data_dir, confidence=confidence)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.summary())
+    if not report.consistent:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Combine shard results (``--shard K/N``) into one result."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import replace
+
+from zoo.errors import ConfigError
+
+from .evaluation import build_model_info
+from .results import EvaluationResult, accuracies
+
+
+def merge_results(shards: list[EvaluationResult], names: list[str] | None = None) -> EvaluationResult:
+    """Merge shards of one evaluation; refuse mismatched configurations, overlaps and gaps."""
+    if not shards:
+        raise ConfigError("no shard files to merge")
+    names = names or [f"shard {i}" for i in range(len(shards))]
+    for name, s in zip(names, shards):
+        if s.evaluation.shard is None:
+            raise ConfigError(f"{name} is not a shard result (it has no shard information)")
+    first = shards[0].evaluation
+    for name, s in zip(names[1:], shards[1:]):
+        a, b = first.config_key(), s.evaluation.config_key()
+        diff = [k for k in a if a[k] != b[k]]
+        if diff:
+            raise ConfigError(f"{name} is from a different evaluation than {names[0]} (differs in: {', '.join(diff)})")
+    order = sorted(range(len(shards)), key=lambda i: shards[i].evaluation.shard["start"])
+    pos, outcomes = 0, []
+    for i in order:
+        sh = shards[i].evaluation.shard
+        if sh["start"] < pos:
+            raise ConfigError(f"{names[i]} overlaps another shard (examples {sh['start']}..{pos - 1} appear twice)")
+        if sh["start"] > pos:
+            raise ConfigError(f"examples {pos}..{sh['start'] - 1} are missing: no shard covers them")
+        part = shards[i].evaluation.per_example.get("outcome", [])
+        if len(part) != sh["stop"] - sh["start"]:
+            raise ConfigError(f"{names[i]} holds {len(part)} per-example results for examples {sh['start']}..{sh['stop'] - 1}")
+        outcomes += part
+        pos = sh["stop"]
+    if pos != first.n_examples:
+        raise ConfigError(f"examples {pos}..{first.n_examples - 1} are missing: no shard covers them")
+    clean, after, robust = accuracies(outcomes, first.autoattack["attacks"])
+    notes = Counter()
+    for s in shards:
+        for w in s.evaluation.warnings:
+            notes[(w["source"], w["message"])] += w["count"]
+    devices = sorted({s.evaluation.device for s in shards})
+    evaluation = replace(
+        first, clean_accuracy=clean, robust_accuracy=robust, robust_accuracy_after=after,
+        started_at=min(s.evaluation.started_at for s in shards),
+        duration_s=round(sum(s.evaluation.duration_s for s in shards), 3),
+        device="; ".join(devices) + f" ({len(shards)} shards)",
+        warnings=[{"source": s, "message": m, "count": c} for (s, m), c in notes.items()],
+        shard=None, per_example={"start": 0, "outcome": outcomes})
+    info = build_model_info(None, first.dataset, first.eps_text, clean, robust, base=shards[0].model_info)
+    return EvaluationResult(info, evaluation)
+
+
+def merge_files(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> EvaluationResult:
+    """Read shard files, merge them and (with ``out``) write the result atomically."""
+    result = merge_results([EvaluationResult.from_json(p) for p in paths], [str(p) for p in paths])
+    if out is not None:
+        result.to_json(out)
+    return result

@@ -1,0 +1,76 @@
+"""Resumable progress: one atomically written file per finished batch.
+
+A state directory holds ``config.json`` (everything that determines the
+results) and ``batch-NNNNNN.pt`` files. A directory made for another
+configuration, or not made by the harness, is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from zoo.errors import ConfigError
+from zoo.fileio import atomic_path, atomic_write_json
+
+CONFIG_NAME = "config.json"
+STATE_FORMAT = "score-harness-state/1"
+
+
+class StateDir:
+    """Per-batch progress of one evaluation configuration."""
+
+    def __init__(self, path: str | os.PathLike, config: dict):
+        self.path = Path(path)
+        self.config = {"format": STATE_FORMAT, **config}
+        self._open()
+
+    def _open(self) -> None:
+        cfg_path = self.path / CONFIG_NAME
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"state dir {self.path} is a file; pass a folder with --state-dir")
+        if cfg_path.is_file():
+            try:
+                found = json.loads(cfg_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ConfigError(f"state dir {self.path} has a corrupt {CONFIG_NAME}; delete the folder to start over") from None
+            if not isinstance(found, dict) or found.get("format") != STATE_FORMAT:
+                raise ConfigError(f"{self.path} is not a score-harness state dir; choose another --state-dir")
+            if found != self.config:
+                diff = sorted(k for k in set(found) | set(self.config) if found.get(k) != self.config.get(k))
+                raise ConfigError(f"state dir {self.path} belongs to a different evaluation (differs in: "
+                                  f"{', '.join(diff)}); use another --state-dir or delete it to start over")
+            return
+        if self.path.is_dir() and any(self.path.iterdir()):
+            raise ConfigError(f"{self.path} is not empty and is not a score-harness state dir; choose another --state-dir")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(cfg_path, self.config)
+        except OSError as e:
+            raise ConfigError(f"cannot create state dir {self.path} ({e.strerror or e}); pass a writable --state-dir") from None
+
+    def batch_path(self, index: int) -> Path:
+        return self.path / f"batch-{index:06d}.pt"
+
+    def load(self, index: int, n: int) -> dict | None:
+        """Return the saved record of batch ``index`` (``n`` examples), or None if not done."""
+        path = self.batch_path(index)
+        if not path.is_file():
+            return None
+        try:
+            record = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as e:
+            raise ConfigError(f"state file {path} is corrupt ({type(e).__name__}); delete it to recompute that batch") from None
+        if (not isinstance(record, dict) or not isinstance(record.get("outcome"), list)
+                or len(record["outcome"]) != n or record.get("x_adv") is None or record["x_adv"].shape[0] != n):
+            raise ConfigError(f"state file {path} does not hold batch {index} of this evaluation; delete it to recompute that batch")
+        return record
+
+    def save(self, index: int, record: dict) -> None:
+        """Write the record of a finished batch atomically."""
+        with atomic_path(self.batch_path(index)) as tmp:
+            torch.save(record, tmp)

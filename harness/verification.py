@@ -1,0 +1,84 @@
+"""Re-evaluate a prefix of a result and check the claimed robust accuracy against it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from scipy.stats import beta
+
+from zoo.errors import ConfigError
+
+from .evaluation import evaluate
+from .results import EvaluationResult
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact two-sided binomial confidence interval for k successes in n trials (fractions)."""
+    alpha = 1 - confidence
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of ``verify``: percentages, the interval used and the verdict."""
+
+    result: str
+    claimed_robust_acc: float
+    n_examples: int
+    n_robust: int
+    measured_robust_acc: float
+    interval: tuple[float, float]
+    confidence: float
+    method: str
+    per_example_agreement: float
+    consistent: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        verdict = "CONSISTENT" if self.consistent else "INCONSISTENT"
+        return (f"{verdict}: claimed robust accuracy {self.claimed_robust_acc:.2f}%; re-evaluated "
+                f"{self.n_robust}/{self.n_examples} = {self.measured_robust_acc:.2f}% on the first {self.n_examples} "
+                f"examples, {self.confidence:.0%} {self.method} interval [{self.interval[0]:.2f}%, "
+                f"{self.interval[1]:.2f}%]; per-example agreement {self.per_example_agreement:.1%}")
+
+
+def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=None, device: str | None = None,
+           data_dir=None, confidence: float = 0.95, progress: bool = True) -> VerifyReport:
+    """Re-run the evaluation of ``result_path`` on its first ``n_examples`` (default min(n, 500)).
+
+    Consistent means the claimed robust accuracy lies inside the Clopper-Pearson
+    interval of the re-evaluated prefix and the weights are the same.
+    """
+    claimed = EvaluationResult.from_json(result_path)
+    ev = claimed.evaluation
+    if ev.shard is not None:
+        raise ConfigError(f"{result_path} is a shard; merge the shards first (score-harness merge)")
+    spec = model or ev.model["spec"]
+    if model is None and ev.model["kind"] == "module":
+        raise ConfigError(f"{result_path} was made from a Python object; pass the model with --model SPEC")
+    n = min(ev.n_examples, 500) if n_examples is None else n_examples
+    if not 1 <= n <= ev.n_examples:
+        raise ConfigError(f"--n-examples must be between 1 and {ev.n_examples} (the result's n_examples), got {n}")
+    if data_dir is None and ev.data["source"] != "bundled-subset":
+        data_dir = ev.data["source"]
+    aa = ev.autoattack
+    fresh = evaluate(spec, ev.dataset, ev.threat_model, ev.eps_text, n, batch_size=ev.batch_size,
+                     version=aa["version"], attacks=aa["attacks"] if aa["version"] == "custom" else None,
+                     seed=ev.seed, device=device, data_dir=data_dir, n_iter=aa.get("n_iter"), progress=progress)
+    if fresh.evaluation.weights_sha256 != ev.weights_sha256:
+        raise ConfigError(f"the model's weights (sha256 {fresh.evaluation.weights_sha256}) differ from the ones in "
+                          f"{result_path} ({ev.weights_sha256})")
+    new = fresh.evaluation.per_example["outcome"]
+    old = ev.per_example.get("outcome", [])[ev.per_example.get("start", 0):][:n]
+    k = sum(o is None for o in new)
+    low, high = clopper_pearson(k, n, confidence)
+    agree = sum((a is None) == (b is None) for a, b in zip(new, old)) / n if len(old) == n else float("nan")
+    claim = ev.robust_accuracy
+    consistent = 100 * low - 1e-9 <= claim <= 100 * high + 1e-9
+    return VerifyReport(str(result_path), claim, n, k, 100.0 * k / n, (100 * low, 100 * high), confidence,
+                        "Clopper-Pearson", agree, consistent)

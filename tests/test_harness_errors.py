@@ -1,0 +1,88 @@
+"""Bad input: one clear line, exit 1, nothing lost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.checks import EvaluationCheckError, check_adversarial
+from harness.cli import main
+from harness.locking import output_lock
+from harness.threat_models import resolve_eps
+
+SMALL = ["--n-examples", "8", "--batch-size", "8", "--version", "custom", "--attacks", "apgd-ce", "--n-iter", "2"]
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["cifar10-linfx"], "Did you mean: cifar10-linf"),
+    (["mod.ule:call:able"], "malformed model spec"),
+    (["harness_helpers:no_such_factory"], "has no 'no_such_factory'"),
+    (["harness_helpers:centroid_model", "--eps", "-1"], "positive"),
+    (["harness_helpers:centroid_model", "--eps", "2"], "out of range"),
+    (["harness_helpers:centroid_model", "--eps", "8/x"], "cannot parse eps"),
+    (["harness_helpers:centroid_model", "--n-examples", "5000"], "out of range"),
+    (["harness_helpers:wrong_classes_model", *SMALL], "has 10 classes"),
+    (["harness_helpers:nan_model", *SMALL], "NaN"),
+    (["harness_helpers:centroid_model", "--version", "custom"], "needs --attacks"),
+    (["harness_helpers:centroid_model", "--shard", "2/2"], "out of range"),
+])
+def test_bad_evaluate_input_is_one_line(args, message, monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("harness_helpers").TESTS_DIR))
+    code, err = cli("evaluate", *args)
+    assert code == 1 and err.startswith("Error: ") and message in err and "\n" not in err
+
+
+def test_state_dir_foreign_corrupt_and_other_config(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--state-dir", str(foreign))
+    assert code == 1 and "not a score-harness state dir" in err and (foreign / "notes.txt").read_text() == "mine"
+    out = tmp_path / "r.json"
+    assert cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))[0] == 0
+    code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--seed", "1", "--out", str(out))
+    assert code == 1 and "different evaluation" in err and "seed" in err
+    (tmp_path / "r.state" / "batch-000000.pt").write_bytes(b"garbage")
+    code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))
+    assert code == 1 and "corrupt" in err
+    assert json.loads(out.read_text())["evaluation"]["seed"] == 0  # the earlier result is untouched
+
+
+def test_second_writer_of_the_same_out_is_refused(tmp_path):
+    out = tmp_path / "r.json"
+    with output_lock(out):
+        code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))
+    assert code == 1 and "another evaluation is writing" in err and not out.exists()
+    assert cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))[0] == 0
+
+
+def test_unwritable_out_fails_before_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(tmp_path / "file" / "r.json"))
+    assert code == 1 and "cannot write" in err
+
+
+def test_adversarial_violations_are_errors():
+    x = torch.full((2, 3, 4, 4), 0.5)
+    eps = 8 / 255
+    check_adversarial(x, x + eps, eps, "Linf", "t")
+    for bad, why in [(x + 2 * eps, "outside"), (x * 3, "range"), (x.clone().fill_(float("nan")), "finite")]:
+        with pytest.raises(EvaluationCheckError, match=why):
+            check_adversarial(x, bad, eps, "Linf", "t")
+    with pytest.raises(EvaluationCheckError, match="outside"):
+        check_adversarial(x, x + 0.2, 0.5, "L2", "t")
+
+
+def test_eps_defaults_and_formats():
+    assert resolve_eps("Linf", None) == (8 / 255, "8/255")
+    assert resolve_eps("L2", None) == (0.5, "0.5")
+    assert resolve_eps("L1", None) == (12.0, "12")
+    assert resolve_eps("Linf", "4/255")[1] == "4/255" and resolve_eps("Linf", 8 / 255)[1] == "8/255"
