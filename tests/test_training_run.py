@@ -1,0 +1,147 @@
+"""End-to-end training runs on real CIFAR-10 images: loss goes down, resume is exact, bad input is refused."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from harness.data import load_arrays
+from training import TrainingDivergedError, load_recipe, make_config, train
+from training.checkpoint import load_checkpoint
+from training.data import BatchPlan, TrainData, load_generated, random_crop_flip
+from zoo.errors import ConfigError, DataError
+
+TINY = {"architecture": "wrn-10-1-swish", "batch_size": 32, "attack_steps": 2, "attack_step_size": 4 / 255,
+        "eval_attack_steps": 2, "eval_batch_size": 64, "lr": 0.1, "checkpoint_every": 0, "epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_arrays("cifar10", "test", None)
+
+
+def _data(cifar, n=160, holdout=32, generated=""):
+    x, y = cifar
+    return TrainData.from_arrays(x[:n], y[:n], "cifar10", holdout_size=holdout, generated_data=generated)
+
+
+def _cfg(**kw):
+    return make_config({**TINY, **kw})
+
+
+def test_short_run_lowers_loss_and_writes_a_loadable_model(cifar, tmp_path):
+    data = _data(cifar, n=352, holdout=32)
+    run = train(_cfg(epochs=4, batch_size=64, lr=0.2), tmp_path / "run", data=data, progress=False)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1, 2, 3]
+    assert records[-1]["train_loss"] < records[0]["train_loss"] - 0.01
+    assert all(0 <= r["holdout_robust_acc"] <= r["holdout_clean_acc"] <= 100 for r in records)
+    model = zoo.load_model(run / "model")
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert zoo.read_config(run / "model")["threat_model"] == "Linf"
+    assert (run / "model-best" / "model.safetensors").is_file() and (run / "curves.png").stat().st_size > 1000
+    assert json.loads((run / "config.json").read_text())["architecture"] == "wrn-10-1-swish"
+
+
+def test_resume_reaches_the_same_weights(cifar, tmp_path):
+    data = _data(cifar, n=160, holdout=32)  # 4 steps per epoch, 8 in all
+    cfg = _cfg(checkpoint_every=3)
+    straight = train(cfg, tmp_path / "a", data=data, progress=False)
+    # stop mid-epoch 2 (after step 6), then resume in a fresh call
+    train(cfg, tmp_path / "b", data=data, progress=False, stop_after_steps=6)
+    assert not (tmp_path / "b" / "model").exists()
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["global_step"] == 6
+    resumed = train(cfg, tmp_path / "b", data=data, progress=False, resume=True)
+    a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(resumed / "checkpoint.pt")
+    for key in ("model", "ema"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    fa, fb = load_file(straight / "model" / "model.safetensors"), load_file(resumed / "model" / "model.safetensors")
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)
+    assert (straight / "metrics.jsonl").read_text().count("\n") == (resumed / "metrics.jsonl").read_text().count("\n") == 2
+
+
+def test_run_directory_rules(cifar, tmp_path):
+    data = _data(cifar, n=96, holdout=32)
+    cfg = _cfg(epochs=1)
+    train(cfg, tmp_path / "run", data=data, progress=False, stop_after_steps=1)
+    with pytest.raises(ConfigError, match="already exists; pass --resume"):
+        train(cfg, tmp_path / "run", data=data, progress=False)
+    with pytest.raises(ConfigError, match=r"different config \(beta: 3.0 -> 4.0"):
+        train(_cfg(epochs=1, beta=4.0), tmp_path / "run", data=data, progress=False, resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar, tmp_path):
+    data = _data(cifar, n=160, holdout=32)
+    cfg = _cfg(lr=1e30, warmup_fraction=0.0, checkpoint_every=1, objective="pgd-at")
+    with pytest.raises(TrainingDivergedError, match="the loss became nan.*last good checkpoint is .*checkpoint.pt"):
+        train(cfg, tmp_path / "run", data=data, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["global_step"] >= 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def _write_npz(path, image, label):
+    np.savez(path, image=image, label=label)
+    return str(path)
+
+
+@pytest.mark.parametrize("image,label,match", [
+    (np.zeros((4, 32, 32), np.uint8), np.zeros(4, np.int64), "uint8 of shape"),
+    (np.zeros((4, 32, 32, 3), np.float32), np.zeros(4, np.int64), "uint8 of shape"),
+    (np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 1, 2, 10]), "labels must lie in 0..9"),
+    (np.zeros((4, 32, 32, 3), np.uint8), np.zeros(3, np.int64), "must have shape"),
+])
+def test_malformed_generated_data_is_refused(tmp_path, image, label, match):
+    path = _write_npz(tmp_path / "gen.npz", image, label)
+    with pytest.raises(DataError, match=match):
+        load_generated(path, "cifar10")
+
+
+def test_generated_data_is_mixed_at_the_given_fraction(cifar, tmp_path):
+    rng = np.random.default_rng(0)
+    path = _write_npz(tmp_path / "gen.npz", rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8),
+                      rng.integers(0, 10, 50))
+    data = _data(cifar, n=96, holdout=32, generated=path)
+    plan = BatchPlan(data, batch_size=32, generated_fraction=0.75, seed=0)
+    real, gen = plan.indices(epoch=0, step=1)
+    assert len(real) == 8 and len(gen) == 24 and plan.steps_per_epoch == 2
+    x, y = plan.batch(0, 1)
+    assert torch.equal(x[8:], data.gen_x[gen]) and torch.equal(y[8:], data.gen_y[gen])
+    x0, _ = plan.batch(0, 1, rank=0, world_size=2)
+    x1, _ = plan.batch(0, 1, rank=1, world_size=2)
+    assert len(x0) == len(x1) == 16 and torch.equal(torch.cat([x0, x1]).sort(0)[0], x.sort(0)[0])
+    run = train(_cfg(epochs=1, generated_data=path, generated_fraction=0.5), tmp_path / "run", data=data, progress=False)
+    assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
+    tiny = load_recipe("cifar10-linf-tiny")
+    assert tiny.objective == "score" and tiny.eps == pytest.approx(8 / 255) and tiny.epochs >= 1
+    assert load_recipe("cifar10-linf-tiny-trades").objective == "trades"
+    paper = load_recipe("cifar10-linf-wrn28-10")
+    assert (paper.beta, paper.lr, paper.batch_size, paper.epochs, paper.generated_fraction) == (3.0, 0.2, 512, 400, 0.7)
+    assert load_recipe("cifar10-l2-wrn28-10").threat == "l2"
+    bad = tmp_path / "typo.toml"
+    bad.write_text('base = "cifar10-linf-tiny"\nbeta = 3.0\nlabel_smothing = 0.1\n')
+    with pytest.raises(ConfigError, match="unknown key.*label_smothing.*Did you mean: label_smoothing.*Valid keys: dataset"):
+        load_recipe(str(bad))
+    with pytest.raises(ConfigError, match="must be an integer"):
+        load_recipe("cifar10-linf-tiny", {"epochs": "many"})
+
+
+def test_augmentation_keeps_shape_and_values():
+    x = torch.rand(6, 3, 32, 32)
+    out = random_crop_flip(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    # every output is a (possibly flipped) shifted window: its non-padding pixels come from x
+    assert set(out.flatten().tolist()) <= set(x.flatten().tolist()) | {0.0}
+    assert not math.isclose(out.sum().item(), x.sum().item())
