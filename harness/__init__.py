@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-_LAZY = {"evaluate": "harness.evaluation", "benchmark": "harness.api", "verify": "harness.verification",
+_LAZY = {"evaluate": "harness.evaluation", "benchmark": "harness.api", "clean_accuracy": "harness.api", "verify": "harness.verification",
          "merge_files": "harness.merge", "EvaluationResult": "harness.results"}
 
 

@@ -9,7 +9,13 @@ import torch.nn as nn
 
 from zoo.errors import ConfigError
 
-from .evaluation import evaluate
+import torch
+
+from zoo.datasets_meta import check_dataset
+
+from .data import load_tensors
+from .evaluation import default_device, evaluate
+from .models import resolve_model
 
 
 def _value(x) -> str:
@@ -45,3 +51,21 @@ def benchmark(model: nn.Module, n_examples: int = 10000, dataset="cifar10", thre
         with open(log_path, "a") as f:
             f.write("\n".join(lines) + "\n")
     return result.clean_acc / 100, result.robust_acc / 100
+
+
+def clean_accuracy(model, dataset: str | None = None, data_dir=None, n_examples: int | None = None,
+                   batch_size: int = 500, device: str | None = None) -> float:
+    """Accuracy (percent) without attack on the first ``n_examples`` test images.
+
+    ``model`` is anything ``evaluate`` takes (a spec string or an nn.Module).
+    """
+    resolved = resolve_model(model, dataset)
+    dataset = check_dataset(dataset or resolved.defaults.get("dataset", "cifar10"))
+    x, y = load_tensors(dataset, "test", data_dir, n_examples)
+    device = device or default_device()
+    net = resolved.model.to(device).eval()
+    correct = 0
+    with torch.no_grad():
+        for lo in range(0, len(x), batch_size):
+            correct += (net(x[lo:lo + batch_size].to(device)).argmax(1).cpu() == y[lo:lo + batch_size]).sum().item()
+    return 100.0 * correct / len(x)

@@ -23,8 +23,11 @@ from .recipes import list_recipes, load_recipe, recipe_description, recipe_value
 @click.option("--stop-after-steps", type=int, default=None, metavar="N",
               help="Stop (with a checkpoint) after N optimiser steps in total; continue later with --resume.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--register", "register_name", metavar="NAME", default=None,
+              help="After training, evaluate the model and register it as user zoo entry NAME "
+                   "(default settings of `score-train register`).")
 @click.pass_context
-def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_steps, no_progress):
+def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_steps, no_progress, register_name):
     """Adversarial training with SCORE (or TRADES / PGD-AT) from a recipe.
 
     \b
@@ -49,6 +52,63 @@ def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_s
                     progress=not no_progress)
     final = run_dir / "model"
     click.echo(str(final) if final.is_dir() else f"{run_dir} (stopped early; continue with --resume)")
+    if register_name and final.is_dir():
+        from .register import register_run
+
+        _report(register_run(run_dir, register_name, device=device, progress=not no_progress))
+
+
+def _report(reg) -> None:
+    rep = reg.entry.reported
+    click.echo(f"registered '{reg.entry.name}' in {reg.entry_path}")
+    click.echo(f"  model     {reg.model_dir} (sha256 {reg.entry.sha256})")
+    click.echo(f"  result    {reg.result_path}")
+    click.echo(f"  card      {reg.card_path}")
+    click.echo(f"  clean {rep['clean_acc']:.2f}% ({rep['clean_n_examples']} images), "
+               f"AutoAttack {rep['autoattack_acc']:.2f}% ({rep['n_examples']} images)")
+    click.echo(f"  publish with: score-zoo publish {reg.entry.name} --repo-id ORG/{reg.entry.name}")
+
+
+@main.command("register")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", required=True, help="Name of the new zoo entry.")
+@click.option("--builtin", is_flag=True, help="Write into the package's built-in entries (maintainers).")
+@click.option("--which", type=click.Choice(["model", "model-best"]), default="model", show_default=True,
+              help="The final EMA model or the one with the best held-out accuracy.")
+@click.option("--n-examples", type=int, default=None, help="AutoAttack on the first N test images (default: all).")
+@click.option("--clean-n-examples", type=int, default=None,
+              help="Clean accuracy on the first N test images (default: the AutoAttack images).")
+@click.option("--data-dir", type=click.Path(exists=True), default=None,
+              help="Test data (default: the bundled 1000-image subset).")
+@click.option("--version", type=click.Choice(["standard", "plus", "rand", "custom"]), default="standard",
+              show_default=True)
+@click.option("--attacks", default=None, help="With --version custom: comma list, e.g. apgd-ce,apgd-t.")
+@click.option("--n-iter", type=int, default=None, help="Reduce attack iterations (quick checks only).")
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None)
+@click.option("--description", default="", help="One sentence for the card (default: generated).")
+@click.option("--data-note", default="", help="What the evaluation data is, for the card.")
+@click.option("--baseline", "baselines", multiple=True, metavar="NAME",
+              help="Entry to compare with in the card (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace an entry of the same name.")
+@click.option("--no-progress", is_flag=True)
+def register_cmd(run_dir, name, builtin, which, n_examples, clean_n_examples, data_dir, version, attacks, n_iter,
+                 batch_size, seed, device, description, data_note, baselines, overwrite, no_progress):
+    """Evaluate a finished run and register it as a zoo entry with its model card.
+
+    \b
+    Example:
+      score-train register runs/tiny --name my-tiny --n-examples 200
+      score-zoo load my-tiny && score-zoo publish my-tiny --repo-id me/my-tiny --dry-run
+    """
+    from .register import register_run
+
+    _report(register_run(run_dir, name, builtin=builtin, which=which, n_examples=n_examples,
+                         clean_n_examples=clean_n_examples, data_dir=data_dir, version=version,
+                         attacks=attacks.split(",") if attacks else None, n_iter=n_iter, seed=seed,
+                         batch_size=batch_size, device=device, description=description, data_note=data_note,
+                         baselines=tuple(baselines), overwrite=overwrite, progress=not no_progress))
 
 
 @main.command("recipes")

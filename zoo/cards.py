@@ -185,13 +185,19 @@ def _weights_section(entry: Entry) -> list[str]:
     return lines + [""]
 
 
+def _examples(rep: dict) -> str:
+    """'10000', or '10000 / 1000' when clean and AutoAttack accuracy used different prefixes."""
+    n, clean_n = rep.get("n_examples", "-"), rep.get("clean_n_examples")
+    return f"{clean_n} / {n}" if clean_n not in (None, n) else str(n)
+
+
 def _results_section(entry: Entry, evaluations: list[dict]) -> list[str]:
     rep = entry.reported
     lines = ["## Results", "",
-             "| source | dataset | threat model | examples | clean (%) | AutoAttack (%) |",
+             "| source | dataset | threat model | examples (clean / AA) | clean (%) | AutoAttack (%) |",
              "|---|---|---|---|---|---|",
              f"| {rep.get('by', 'reported')} | {DATASET_NAMES.get(entry.dataset, entry.dataset)} test | "
-             f"{entry.threat_model} {entry.eps} | {rep.get('n_examples', '-')} | {_acc(rep.get('clean_acc'))} | "
+             f"{entry.threat_model} {entry.eps} | {_examples(rep)} | {_acc(rep.get('clean_acc'))} | "
              f"{_acc(rep.get('autoattack_acc'))} |"]
     for result in evaluations:
         s = summarize_evaluation(result, entry)
@@ -207,6 +213,24 @@ def _results_section(entry: Entry, evaluations: list[dict]) -> list[str]:
                    "weights sha256": s["weights_sha256"],
                    "versions": ", ".join(f"{k} {v}" for k, v in s["versions"].items()) or None}
         lines += [f"- {k}: {v}" for k, v in details.items() if v not in (None, "")]
+    if rep.get("data"):
+        lines += ["", f"Data: {rep['data']}"]
+    return lines + [""] + _comparison_section(entry)
+
+
+def _comparison_section(entry: Entry) -> list[str]:
+    """A table of this entry next to its baselines (same budget, other objective)."""
+    if not entry.baselines:
+        return []
+    from .registry import get_entry
+
+    rows = [entry] + [get_entry(name) for name in entry.baselines]
+    lines = ["## Comparison with baselines", "",
+             "| entry | objective | architecture | examples (clean / AA) | clean (%) | AutoAttack (%) |",
+             "|---|---|---|---|---|---|"]
+    for e in rows:
+        lines.append(f"| {e.name} | {e.recipe.get('objective', '-')} | {e.architecture} | {_examples(e.reported)} "
+                     f"| {_acc(e.reported.get('clean_acc'))} | {_acc(e.reported.get('autoattack_acc'))} |")
     return lines + [""]
 
 

@@ -28,7 +28,9 @@ class Entry:
 
     ``hub`` holds ``repo_id``, ``revision`` and ``filename`` once published;
     ``origin`` where the original checkpoint came from; ``local_dir`` a model
-    directory shipped with the package (relative to ``zoo/``) or on disk.
+    directory shipped with the package (relative to ``zoo/``) or on disk;
+    ``evaluations`` result JSONs (dicts or paths); ``baselines`` names of
+    entries the card compares this one with.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Entry:
     footnote: str | None = None
     description: str = ""
     evaluations: list = field(default_factory=list)
+    baselines: list = field(default_factory=list)
     builtin: bool = True
 
     @property
@@ -105,6 +108,11 @@ def user_registry_path() -> Path:
         return Path(os.environ[REGISTRY_ENV]).expanduser()
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return base / "score-zoo" / "registry.json"
+
+
+def user_models_dir() -> Path:
+    """Where registered user models live: ``models/`` beside the user registry file."""
+    return user_registry_path().parent / "models"
 
 
 def _read_user_entries() -> list[Entry]:

@@ -1,0 +1,119 @@
+"""Turn a finished training run into a zoo entry: evaluate, register, write the card.
+
+The model is evaluated with the harness (clean accuracy and AutoAttack; the
+settings are recorded in the result JSON), its model directory is copied where
+the registry can find it, and the entry and its model card are written, ready
+for ``score-zoo publish NAME --repo-id ORG/NAME``.
+
+- User entries (default): files under ``zoo.registry.user_models_dir()/NAME``,
+  the entry in the user registry file; the package is not touched.
+- Built-in entries (``builtin=True``, for maintainers): weights under
+  ``zoo/bundled/NAME``, the result under ``zoo/entries/evaluations/``, the
+  entry in ``zoo/entries/NAME.json`` and the card in ``model_cards/NAME.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import harness
+from harness.api import clean_accuracy
+from zoo import registry
+from zoo.cards import default_cards_dir, write_card
+from zoo.errors import ConfigError
+from zoo.fileio import sha256_file, staged_dir
+from zoo.model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
+
+PACKAGE_DIR = Path(registry.__file__).parent
+SCORE_PAPER = {"title": "Robustness and Accuracy Could Be Reconcilable by (Proper) Definition",
+               "authors": "Tianyu Pang, Min Lin, Xiao Yang, Jun Zhu, Shuicheng Yan", "venue": "ICML 2022",
+               "year": 2022, "link": "https://arxiv.org/abs/2202.10103", "code": "https://github.com/P2333/SCORE"}
+# What the card lists of a run's recipe (the full config stays in config.json).
+RECIPE_KEYS = ("objective", "beta", "label_smoothing", "epochs", "batch_size", "lr", "weight_decay", "attack_steps",
+               "attack_step_size", "ema_decay", "generated_fraction", "train_subset", "data_dir")
+
+
+@dataclasses.dataclass
+class Registration:
+    """What ``register_run`` wrote."""
+
+    entry: registry.Entry
+    entry_path: Path
+    model_dir: Path
+    result_path: Path
+    card_path: Path
+
+
+def _recipe(training: dict) -> dict:
+    recipe = training.get("recipe", {})
+    out = {k: recipe[k] for k in RECIPE_KEYS if k in recipe and recipe[k] not in ("", None)}
+    if "data_dir" in out:
+        out["data_dir"] = Path(out["data_dir"]).name
+    out["trainer"] = "score-train (this package)"
+    return out
+
+
+def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which: str = "model",
+                 n_examples: int | None = None, clean_n_examples: int | None = None, data_dir=None,
+                 version: str = "standard", attacks: list[str] | None = None, n_iter: int | None = None,
+                 seed: int = 0, batch_size: int = 500, device: str | None = None, description: str = "",
+                 data_note: str = "", baselines: tuple[str, ...] = (), overwrite: bool = False,
+                 progress: bool = True) -> Registration:
+    """Evaluate ``run_dir/which`` and register it as zoo entry ``name``.
+
+    AutoAttack runs on the first ``n_examples`` test images; clean accuracy is
+    measured on the first ``clean_n_examples`` (default: the same images).
+    """
+    source_dir = Path(run_dir) / which
+    config = read_config(source_dir)
+    if not overwrite and name in {e.name for e in registry.list_entries()}:
+        raise ConfigError(f"a zoo entry called '{name}' exists already; pass --overwrite to replace it")
+    for baseline in baselines:
+        registry.get_entry(baseline)
+    threat_model = config.get("threat_model") or "Linf"
+
+    if builtin:
+        model_dir = PACKAGE_DIR / "bundled" / name
+        result_path = registry.BUILTIN_DIR / "evaluations" / f"{name}.json"
+        cards_dir = default_cards_dir()
+    else:
+        model_dir = registry.user_models_dir() / name
+        result_path = model_dir.parent / f"{name}.evaluation.json"
+        cards_dir = model_dir.parent
+    state_dir = Path(run_dir) / f"evaluation-{name}.state"
+
+    result = harness.evaluate(str(source_dir), config["dataset"], threat_model, config.get("eps"), n_examples,
+                              batch_size=batch_size, version=version, attacks=attacks, seed=seed, device=device,
+                              data_dir=data_dir, out=result_path, state_dir=state_dir, n_iter=n_iter,
+                              model_info={"name": name, "architecture": config["architecture"],
+                                          "venue": "SCORE Zoo", "footnote": data_note or None},
+                              progress=progress)
+    clean = result.clean_acc
+    if clean_n_examples is not None and clean_n_examples != result.evaluation.n_examples:
+        clean = clean_accuracy(str(source_dir), config["dataset"], data_dir, clean_n_examples, batch_size, device)
+
+    with staged_dir(model_dir, overwrite=overwrite) as tmp:
+        for fname in (WEIGHTS_NAME, CONFIG_NAME):
+            shutil.copy2(source_dir / fname, tmp / fname)
+    training = config.get("training", {})
+    entry = registry.Entry(
+        name=name, dataset=config["dataset"], threat_model=threat_model, eps=result.evaluation.eps_text,
+        architecture=config["architecture"], num_classes=config["num_classes"], source=SCORE_PAPER,
+        reported={"clean_acc": round(clean, 2), "autoattack_acc": round(result.robust_acc, 2),
+                  "n_examples": result.evaluation.n_examples,
+                  "clean_n_examples": clean_n_examples or result.evaluation.n_examples,
+                  "attack": f"AutoAttack {version}" + (f" ({','.join(attacks)})" if attacks else "")
+                  + (f", {n_iter} iterations" if n_iter else ""),
+                  "by": "SCORE Zoo harness", **({"data": data_note} if data_note else {})},
+        recipe=_recipe(training), sha256=sha256_file(model_dir / WEIGHTS_NAME),
+        local_dir=f"bundled/{name}" if builtin else str(model_dir),
+        description=description or f"{training.get('objective', 'SCORE').upper()}-trained {config['architecture']} "
+                                   f"on {config['dataset']} ({threat_model} {result.evaluation.eps_text}), "
+                                   "trained with score-train.",
+        evaluations=[f"evaluations/{result_path.name}" if builtin else str(result_path)],
+        baselines=list(baselines), builtin=builtin)
+    entry_path = registry.write_builtin_entry(entry) if builtin else registry.add_user_entry(entry)
+    card_path = write_card(entry, cards_dir)
+    return Registration(entry, entry_path, model_dir, result_path, card_path)
