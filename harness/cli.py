@@ -126,23 +126,25 @@ def merge(shards, out, as_json):
 
 
 @main.command()
-@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("folder", type=click.Path(file_okay=False), required=False)
+@click.option("--zoo", "include_zoo", is_flag=True, help="Add the zoo's registered entries (their reported figures).")
 @click.option("--dataset", default=None, help="Only this dataset.")
 @click.option("--threat-model", default=None, help="Only this threat model.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
-def leaderboard(folder, dataset, threat_model, fmt, out):
-    """Render a leaderboard from a model_info tree (RobustBench's layout works as is).
+def leaderboard(folder, include_zoo, dataset, threat_model, fmt, out):
+    """Render a leaderboard from a model_info tree (RobustBench's layout works as is) and/or the zoo.
 
     \b
     Example:
       score-harness leaderboard robustbench/model_info --dataset cifar10 --threat-model Linf --format html --out lb.html
+      score-harness leaderboard results/ --zoo --dataset cifar10
     """
     from zoo.fileio import atomic_write_text
 
     from .leaderboard import leaderboard as render
 
-    text = render(folder, dataset, threat_model, fmt)
+    text = render(folder, dataset, threat_model, fmt, include_zoo)
     if out:
         atomic_write_text(out, text)
         click.echo(f"wrote {out}", err=True)

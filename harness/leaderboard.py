@@ -68,6 +68,24 @@ def read_tree(root: str | os.PathLike, dataset: str | None = None, threat_model:
     return rows
 
 
+def zoo_rows(dataset: str | None = None, threat_model: str | None = None) -> list[Row]:
+    """The zoo's registry entries as leaderboard rows (their reported figures, RobustBench fields)."""
+    from zoo.registry import list_entries
+
+    rows = []
+    for e in list_entries():
+        rep = e.reported
+        if "autoattack_acc" not in rep or (dataset and e.dataset != dataset) or (threat_model and e.threat_model != threat_model):
+            continue
+        info = {"link": e.source.get("link", ""), "name": e.source.get("title", e.name), "authors": e.source.get("authors", ""),
+                "additional_data": e.additional_data, "number_forward_passes": 1, "dataset": e.dataset,
+                "venue": e.source.get("venue", ""), "architecture": e.architecture, "eps": e.eps,
+                "clean_acc": f"{float(rep['clean_acc']):.2f}", "reported": f"{float(rep['autoattack_acc']):.2f}",
+                "autoattack_acc": f"{float(rep['autoattack_acc']):.2f}", "footnote": e.footnote, "unreliable": False}
+        rows.append(Row(e.name, e.dataset, e.threat_model, info, Path(e.name)))
+    return rows
+
+
 def grouped(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
     """Rows per (dataset, threat model), each sorted like RobustBench (robust accuracy, descending)."""
     groups: dict[tuple[str, str], list[Row]] = {}
@@ -179,10 +197,14 @@ def render_html(rows: list[Row], title: str = "Robustness leaderboard") -> str:
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + f"\n<script>{_JS}</script></body></html>\n")
 
 
-def leaderboard(root: str | os.PathLike, dataset: str | None = None, threat_model: str | None = None,
-                fmt: str = "md") -> str:
-    """Render the leaderboard of a model_info tree in ``fmt`` (md, html or json)."""
+def leaderboard(root: str | os.PathLike | None, dataset: str | None = None, threat_model: str | None = None,
+                fmt: str = "md", include_zoo: bool = False) -> str:
+    """Render the leaderboard of a model_info tree (and/or the zoo's entries) in ``fmt``."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    rows = read_tree(root, dataset, threat_model)
+    if root is None and not include_zoo:
+        raise ConfigError("give a model_info folder, --zoo, or both")
+    rows = read_tree(root, dataset, threat_model) if root is not None else []
+    if include_zoo:
+        rows += zoo_rows(dataset, threat_model)
     return {"md": render_markdown, "html": render_html, "json": render_json}[fmt](rows)

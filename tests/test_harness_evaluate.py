@@ -23,7 +23,7 @@ ARGS = ["harness_helpers:centroid_model", "--n-examples", "32", "--batch-size", 
         "--attacks", "apgd-ce,apgd-t", "--n-iter", "10", "--seed", "3"]
 KW = dict(n_examples=32, batch_size=8, version="custom", attacks=["apgd-ce", "apgd-t"], n_iter=10, seed=3,
           progress=False)
-RB_EXAMPLE = Path("/work/shared/data/robustbench-model-info/cifar10_Linf_Pang2022Robustness_WRN28_10.json")
+RB_EXAMPLE = Path(__file__).parent / "data" / "robustbench-model-info" / "cifar10_Linf_Pang2022Robustness_WRN28_10.json"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from harness.evaluation import evaluate
 from harness.leaderboard import leaderboard
 from harness_helpers import centroid_model
 
-RB_DIR = Path("/work/shared/data/robustbench-model-info")
+RB_DIR = Path(__file__).parent / "data" / "robustbench-model-info"  # RobustBench model_info files
 KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce"], n_iter=5, progress=False)
 
 
@@ -25,7 +25,7 @@ KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce"], n_
 def tree(tmp_path_factory):
     """model_info/{dataset}/{threat_model}/{Name}.json, as in RobustBench, plus one of our results."""
     root = tmp_path_factory.mktemp("lb") / "model_info"
-    examples = sorted(RB_DIR.glob("*.json")) if RB_DIR.is_dir() else []
+    examples = sorted(RB_DIR.glob("*.json"))
     for i, path in enumerate(examples):
         info = json.loads(path.read_text())
         dest = root / info["dataset"] / "Linf" / f"Pang2022Robustness_{i}.json"
@@ -86,3 +86,17 @@ def test_benchmark_is_robustbench_compatible():
         clean, robust = harness.benchmark(centroid_model(), n_examples=8, dataset="cifar10", threat_model="Linf",
                                           data_dir=None, batch_size=8, eps=0.5, device="cpu")
     assert 0 < clean <= 1 and robust == 0.0  # eps 0.5 breaks a linear model, so later attacks are skipped
+
+
+def test_zoo_entries_join_the_leaderboard(tree):
+    root, _ = tree
+    out = json.loads(leaderboard(root, "cifar10", "Linf", "json", include_zoo=True))
+    models = out[0]["models"]
+    keys = [m["key"] for m in models]
+    assert {"cifar10-linf", "cifar10-linf-wrn70-16"} <= set(keys)
+    robust = [float(m["autoattack_acc"]) for m in models]
+    assert robust == sorted(robust, reverse=True)
+    zoo_only = CliRunner().invoke(main, ["leaderboard", "--zoo", "--dataset", "cifar100"])
+    assert zoo_only.exit_code == 0 and "cifar100-linf-wrn70-16" in zoo_only.output and "| 33.05 |" in zoo_only.output
+    neither = CliRunner().invoke(main, ["leaderboard"])
+    assert neither.exit_code == 1 and "--zoo" in neither.output
