@@ -15,25 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import median_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def timed(fn, runs: int, setup=None) -> float:
-    times = []
-    for _ in range(runs):
-        if setup:
-            setup()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -74,9 +63,9 @@ def main() -> None:
         def fresh_cache():
             os.environ["HF_HOME"] = str(tmp / f"hf-{next(counter)}")
 
-        cold = timed(lambda: zoo.load_model("bench"), args.runs, setup=fresh_cache)
+        cold = median_seconds(lambda: zoo.load_model("bench"), args.runs, setup=fresh_cache)
         server.requests.clear()
-        warm = timed(lambda: zoo.load_model("bench"), args.runs)
+        warm = median_seconds(lambda: zoo.load_model("bench"), args.runs)
         assert server.requests == [], "warm load made requests"
 
         def torch_load():
@@ -84,9 +73,9 @@ def main() -> None:
             m.load_state_dict(torch.load(pickle_path, map_location="cpu", weights_only=True))
             m.eval()
 
-        baseline = timed(torch_load, args.runs)
-        build = timed(lambda: zoo.create_model(args.arch, dataset="cifar10"), args.runs)
-        hashing = timed(lambda: sha256_file(tmp / "model" / WEIGHTS_NAME), args.runs)
+        baseline = median_seconds(torch_load, args.runs)
+        build = median_seconds(lambda: zoo.create_model(args.arch, dataset="cifar10"), args.runs)
+        hashing = median_seconds(lambda: sha256_file(tmp / "model" / WEIGHTS_NAME), args.runs)
         assert digest == result.sha256
 
     print(f"{args.arch}: {n_params / 1e6:.1f}M parameters, model.safetensors {size_mb:.0f} MB; "

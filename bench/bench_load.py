@@ -10,26 +10,15 @@ page cache. Prints medians and the ratio.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from timing import median_seconds
 
 import zoo
 from zoo.checkpoints import read_checkpoint
 from zoo.model_dir import load_weights, make_config, save_model_dir
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -42,9 +31,9 @@ def main() -> None:
         save_model_dir(model, tmp / "m", make_config("wrn-28-10-swish", 10, "cifar10"))
         torch.save({"model_state_dict": model.state_dict()}, tmp / "m.pt")
         size_mb = (tmp / "m" / "model.safetensors").stat().st_size / 2**20
-        st = _median_seconds(lambda: model.load_state_dict(load_weights(tmp / "m" / "model.safetensors")), args.repeats)
-        pt = _median_seconds(lambda: model.load_state_dict(read_checkpoint(tmp / "m.pt")), args.repeats)
-        full = _median_seconds(lambda: zoo.load_model(tmp / "m"), args.repeats)
+        st = median_seconds(lambda: model.load_state_dict(load_weights(tmp / "m" / "model.safetensors")), args.repeats, warmup=1)
+        pt = median_seconds(lambda: model.load_state_dict(read_checkpoint(tmp / "m.pt")), args.repeats, warmup=1)
+        full = median_seconds(lambda: zoo.load_model(tmp / "m"), args.repeats, warmup=1)
     print(f"WRN-28-10 weights: {size_mb:.0f} MiB, median of {args.repeats} warm loads")
     print(f"safetensors -> load_state_dict           {st * 1e3:8.1f} ms")
     print(f"torch.load(weights_only=True) -> same    {pt * 1e3:8.1f} ms")

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from hub_server import HubServer, use_hub_server
 
 import zoo
 from zoo.cli import main
@@ -29,13 +28,6 @@ def save_tiny(path: Path, seed: int = 0) -> tuple[torch.nn.Module, str]:
     torch.manual_seed(seed)
     model = zoo.create_model("wrn-10-1-swish", dataset="cifar10")
     return model, save_model_dir(model, path, make_config("wrn-10-1-swish", 10, "cifar10", "Linf", 8 / 255))
-
-
-@pytest.fixture()
-def hub(monkeypatch, tmp_path):
-    with HubServer() as server:
-        use_hub_server(monkeypatch, server, tmp_path)
-        yield server
 
 
 @pytest.fixture()

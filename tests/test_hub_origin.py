@@ -5,7 +5,6 @@ import socket
 
 import pytest
 import torch
-from hub_server import HubServer, use_hub_server
 from test_hub_load import tiny_entry
 
 import zoo
@@ -19,19 +18,17 @@ URL = "https://origin.invalid" + PATH
 
 
 @pytest.fixture()
-def origin(monkeypatch, tmp_path):
+def origin(hub, monkeypatch, tmp_path):
     """The origin server holding an original-format checkpoint (module. prefix, EMA weights nested)."""
     torch.manual_seed(0)
     model = zoo.create_model("wrn-10-1-swish", dataset="cifar10")
     original = tmp_path / "orig.pt"
     torch.save({"model_state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
                 "unaveraged_model_state_dict": {}}, original)
-    with HubServer() as server:
-        use_hub_server(monkeypatch, server, tmp_path)
-        monkeypatch.setenv("SCORE_ZOO_ORIGIN_ENDPOINT", server.url)
-        server.static[PATH] = original.read_bytes()
-        add_user_entry(tiny_entry(origin={"url": URL, "format": "pt"}))
-        yield server, model, original
+    monkeypatch.setenv("SCORE_ZOO_ORIGIN_ENDPOINT", hub.url)
+    hub.static[PATH] = original.read_bytes()
+    add_user_entry(tiny_entry(origin={"url": URL, "format": "pt"}))
+    return hub, model, original
 
 
 def test_first_load_imports_the_origin_file_with_a_warning_then_uses_the_cache(origin, caplog):

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from huggingface_hub import ModelCard
-from hub_server import HubServer, use_hub_server
 from test_hub_load import save_tiny, tiny_entry
 
 import zoo
@@ -21,13 +20,6 @@ EVALUATION = {  # a score-harness result, with some provenance keys missing
                    "autoattack": {"version": "standard", "attacks": ["apgd-ce", "apgd-t"]},
                    "robust_accuracy_after": {"apgd-ce": 23.0, "apgd-t": 21.5}},
 }
-
-
-@pytest.fixture()
-def hub(monkeypatch, tmp_path):
-    with HubServer() as server:
-        use_hub_server(monkeypatch, server, tmp_path)
-        yield server
 
 
 @pytest.fixture()

@@ -8,20 +8,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 from huggingface_hub import ModelCard
-from hub_server import HubServer, use_hub_server
 
 import zoo
 from harness.data import load_arrays
 from training.cli import main as train_main
 from zoo.cli import main as zoo_main
 from zoo.registry import get_entry, user_models_dir
-
-
-@pytest.fixture()
-def hub(monkeypatch, tmp_path):
-    with HubServer() as server:
-        use_hub_server(monkeypatch, server, tmp_path)
-        yield server
 
 
 @pytest.fixture()
