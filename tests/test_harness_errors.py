@@ -86,3 +86,21 @@ def test_eps_defaults_and_formats():
     assert resolve_eps("L2", None) == (0.5, "0.5")
     assert resolve_eps("L1", None) == (12.0, "12")
     assert resolve_eps("Linf", "4/255")[1] == "4/255" and resolve_eps("Linf", 8 / 255)[1] == "8/255"
+
+
+def test_corrupt_data_dir_and_truncated_weights_are_one_line(tmp_path, monkeypatch):
+    import zoo
+    from zoo.model_dir import make_config, save_model_dir
+
+    monkeypatch.syspath_prepend(str(__import__("harness_helpers").TESTS_DIR))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cifar10_test.npz").write_bytes(b"PK\x03\x04 cut short")
+    code, err = cli("evaluate", "harness_helpers:centroid_model", "--data-dir", str(data), *SMALL)
+    assert code == 1 and "not a readable .npz" in err
+    model_dir = tmp_path / "model"
+    save_model_dir(zoo.create_model("wrn-10-1-swish"), model_dir, make_config("wrn-10-1-swish", 10, "cifar10"))
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4096])
+    code, err = cli("evaluate", str(model_dir), *SMALL)
+    assert code == 1 and "not a readable safetensors" in err
