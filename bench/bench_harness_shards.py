@@ -1,11 +1,15 @@
-"""One process versus two (torchrun, one thread each) on the same evaluation.
+"""One process versus two (torchrun, or two --shard processes + merge) on the same evaluation.
 
-    python bench/bench_harness_shards.py --n 64 --batch-size 16
+    python bench/bench_harness_shards.py --model cifar10-linf-tiny --n 100 --batch-size 25
+
+Every process uses one thread; the single process is also timed with two
+threads. Per-example results must be identical in every layout.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -15,29 +19,50 @@ import time
 from pathlib import Path
 
 
-def run(cmd: list[str], env: dict) -> float:
+def _start(cmd: list[str], threads: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def timed(*cmds: list[str], threads: int = 1) -> float:
+    """Run the commands in parallel; return the wall time until all finished."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [_start(cmd, threads) for cmd in cmds]
+    if any(p.wait() for p in procs):
+        raise SystemExit(f"a benchmark command failed: {cmds}")
     return time.perf_counter() - t0
+
+
+def outcomes(path: str) -> list:
+    return json.loads(Path(path).read_text())["evaluation"]["per_example"]["outcome"]
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--model", default="cifar10-linf-tiny")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=25)
     args = p.parse_args()
-    repo = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo / "tests")}
-    common = ["evaluate", "harness_helpers:centroid_model", "--n-examples", str(args.n), "--batch-size",
-              str(args.batch_size), "--version", "custom", "--attacks", "apgd-ce,apgd-t", "--device", "cpu"]
+    harness = [sys.executable, "-m", "harness"]
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    common = ["evaluate", args.model, "--n-examples", str(args.n), "--batch-size", str(args.batch_size),
+              "--device", "cpu"]
     with tempfile.TemporaryDirectory() as tmp:
-        one = run([sys.executable, "-m", "harness", *common, "--out", f"{tmp}/one.json"], env)
-        two = run([torchrun, "--nproc-per-node", "2", "-m", "harness", *common, "--out", f"{tmp}/two.json"], env)
-        same = (Path(f"{tmp}/one.json").read_text().split('"per_example"')[1]
-                == Path(f"{tmp}/two.json").read_text().split('"per_example"')[1])
-    print(f"{args.n} images, batch {args.batch_size}, apgd-ce+apgd-t 100 iter, 1 thread per process")
-    print(f"1 process {one:.1f} s, torchrun 2 processes {two:.1f} s, speedup {one / two:.2f}x; per-example identical: {same}")
+        one = timed([*harness, *common, "--out", f"{tmp}/one.json"])
+        one2 = timed([*harness, *common, "--out", f"{tmp}/one2.json"], threads=2)
+        two = timed([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "harness", *common,
+                     "--out", f"{tmp}/two.json"])
+        shards = timed(*[[*harness, *common, "--shard", f"{k}/2", "--out", f"{tmp}/s{k}.json"] for k in (0, 1)])
+        subprocess.run([*harness, "merge", f"{tmp}/s0.json", f"{tmp}/s1.json", "--out", f"{tmp}/merged.json"],
+                       check=True, stdout=subprocess.DEVNULL)
+        same = outcomes(f"{tmp}/one.json") == outcomes(f"{tmp}/one2.json") == outcomes(f"{tmp}/two.json") \
+            == outcomes(f"{tmp}/merged.json")
+    print(f"{args.model}, {args.n} images, batch {args.batch_size}, AutoAttack standard Linf 8/255")
+    print(f"1 process x 1 thread  {one:7.1f} s")
+    print(f"1 process x 2 threads {one2:7.1f} s  ({one / one2:.2f}x)")
+    print(f"torchrun 2 x 1 thread {two:7.1f} s  ({one / two:.2f}x vs 1x1, {one2 / two:.2f}x vs 1x2)")
+    print(f"--shard 2 x 1 thread  {shards:7.1f} s  ({one / shards:.2f}x vs 1x1, {one2 / shards:.2f}x vs 1x2)")
+    print(f"per-example results identical in all layouts: {same}")
 
 
 if __name__ == "__main__":
