@@ -72,6 +72,8 @@ def zoo_rows(dataset: str | None = None, threat_model: str | None = None) -> lis
     """The zoo's registry entries as leaderboard rows (their reported figures, RobustBench fields)."""
     from zoo.registry import list_entries
 
+    from .models import architecture_label
+
     rows = []
     for e in list_entries():
         rep = e.reported
@@ -79,7 +81,7 @@ def zoo_rows(dataset: str | None = None, threat_model: str | None = None) -> lis
             continue
         info = {"link": e.source.get("link", ""), "name": e.source.get("title", e.name), "authors": e.source.get("authors", ""),
                 "additional_data": e.additional_data, "number_forward_passes": 1, "dataset": e.dataset,
-                "venue": e.source.get("venue", ""), "architecture": e.architecture, "eps": e.eps,
+                "venue": e.source.get("venue", ""), "architecture": architecture_label(e.architecture), "eps": e.eps,
                 "clean_acc": f"{float(rep['clean_acc']):.2f}", "reported": f"{float(rep['autoattack_acc']):.2f}",
                 "autoattack_acc": f"{float(rep['autoattack_acc']):.2f}", "footnote": e.footnote, "unreliable": False}
         rows.append(Row(e.name, e.dataset, e.threat_model, info, Path(e.name)))
