@@ -49,6 +49,8 @@ class Registration:
 def _recipe(training: dict) -> dict:
     recipe = training.get("recipe", {})
     out = {k: recipe[k] for k in RECIPE_KEYS if k in recipe and recipe[k] not in ("", None)}
+    if not out.get("train_subset"):
+        out.pop("train_subset", None)  # 0 = the whole training split
     if "data_dir" in out:
         out["data_dir"] = Path(out["data_dir"]).name
     out["trainer"] = "score-train (this package)"
