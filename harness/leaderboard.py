@@ -14,6 +14,7 @@ from pathlib import Path
 
 from zoo.datasets_meta import NUM_CLASSES
 from zoo.errors import ConfigError
+from zoo.fileio import read_json
 
 from .results import EVALUATION_KEY
 from .threat_models import THREAT_MODELS
@@ -48,10 +49,7 @@ def read_tree(root: str | os.PathLike, dataset: str | None = None, threat_model:
         raise ConfigError(f"leaderboard folder {root} does not exist")
     rows = []
     for path in sorted(root.rglob("*.json")):
-        try:
-            info = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path} is not valid JSON ({e})") from None
+        info = read_json(path, "model_info file")
         if not isinstance(info, dict) or SORT_FIELD not in info:
             continue  # not a model_info file (e.g. a config or a corruptions result)
         parts = path.relative_to(root).parts

@@ -7,14 +7,12 @@ read them); change them only with a new ``format``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from zoo.errors import ConfigError
-from zoo.fileio import atomic_write_json
+from zoo.fileio import atomic_write_json, read_json
 
 RESULT_FORMAT = "score-harness/1"
 EVALUATION_KEY = "evaluation"
@@ -127,14 +125,7 @@ class EvaluationResult:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "EvaluationResult":
         """Read a result file written by ``to_json``."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"result file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path} is not valid JSON ({e})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path, "result file"), str(path))
 
 
 def percent(n_correct: int, n: int) -> float:

@@ -10,7 +10,6 @@ built with ``huggingface_hub.ModelCardData`` / ``EvalResult`` so the Hub (and
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from .datasets_meta import NUM_CLASSES
 from .errors import ConfigError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, read_json
 from .registry import BUILTIN_DIR, Entry
 
 CARDS_DIR_NAME = "model_cards"
@@ -33,13 +32,7 @@ LIBRARY_NAME = "pytorch"
 
 def read_evaluation(path: str | os.PathLike) -> dict:
     """Read one evaluation result JSON as plain data."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"evaluation file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON ({e})") from None
+    data = read_json(path, "evaluation file")
     if not isinstance(data, dict) or "clean_acc" not in data or "autoattack_acc" not in data:
         raise ConfigError(f"{path} is not an evaluation result (it lacks clean_acc / autoattack_acc)")
     return data
@@ -249,7 +242,7 @@ def render_body(entry: Entry, evaluations: list[dict]) -> str:
         "import zoo",
         "",
         f'model = zoo.load_model("{entry.name}")  # sha256-verified, eval mode',
-        f"# inputs: float tensors in [0, 1], shape (N, 3, 32, 32); normalisation is inside the model",
+        "# inputs: float tensors in [0, 1], shape (N, 3, 32, 32); normalisation is inside the model",
         f"logits = model(x)  # (N, {entry.num_classes or NUM_CLASSES.get(entry.dataset)})",
         "```", "",
         f"Architecture `{entry.architecture}`, {entry.num_classes} classes, input normalisation inside the model.", "",

@@ -40,6 +40,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def read_json(path: str | os.PathLike, what: str = "file"):
+    """Parse a JSON file; a missing or malformed one is a ``ConfigError`` naming it."""
+    from .errors import ConfigError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as e:
+        raise ConfigError(f"{what} {path} is not valid JSON ({e})") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -5,7 +5,6 @@ The same layout is what a Hub repository of a zoo entry holds.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from .architectures import create_model
 from .errors import CheckpointError, ConfigError
-from .fileio import atomic_path, atomic_write_json, sha256_file, staged_dir
+from .fileio import atomic_path, atomic_write_json, read_json, sha256_file, staged_dir
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -61,10 +60,7 @@ def read_config(model_dir: str | os.PathLike) -> dict:
     path = Path(model_dir) / CONFIG_NAME
     if not path.is_file():
         raise ConfigError(f"{model_dir} is not a model directory: it has no {CONFIG_NAME}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON ({e})") from None
+    config = read_json(path, "model config")
     missing = [k for k in ("architecture", "num_classes", "dataset") if k not in config]
     if missing:
         raise ConfigError(f"{path} lacks the key(s) {', '.join(missing)}")

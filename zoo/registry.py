@@ -9,14 +9,13 @@ with the name of a built-in one overrides it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, UnknownNameError, close_matches_hint
-from .fileio import atomic_write_json
+from .fileio import atomic_write_json, read_json
 
 BUILTIN_DIR = Path(__file__).parent / "entries"
 REGISTRY_ENV = "SCORE_ZOO_REGISTRY"
@@ -119,17 +118,14 @@ def _read_user_entries() -> list[Entry]:
     path = user_registry_path()
     if not path.is_file():
         return []
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"user registry {path} is not valid JSON ({e}); fix or remove it") from None
+    data = read_json(path, "user registry")
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         raise ConfigError(f"user registry {path} must be an object with an 'entries' list")
     return [entry_from_dict(d, str(path), builtin=False) for d in data["entries"]]
 
 
 def _read_builtin_entries() -> list[Entry]:
-    return [entry_from_dict(json.loads(p.read_text()), str(p), builtin=True)
+    return [entry_from_dict(read_json(p, "registry entry"), str(p), builtin=True)
             for p in sorted(BUILTIN_DIR.glob("*.json"))]
 
 
