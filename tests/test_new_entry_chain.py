@@ -48,6 +48,7 @@ def test_train_register_publish_load(hub, train_npz, tmp_path):
 
     entry = get_entry("toy-linf")
     assert not entry.builtin and entry.recipe["objective"] == "score"
+    assert entry.source["title"].startswith("Robustness and Accuracy")  # the objective's paper
     assert entry.reported["n_examples"] == 16 and entry.reported["clean_n_examples"] == 64
     assert 0 <= entry.reported["autoattack_acc"] <= 100 and entry.reported["attack"].startswith("AutoAttack custom")
     result = json.loads((user_models_dir() / "toy-linf.evaluation.json").read_text())

@@ -27,9 +27,18 @@ from zoo.fileio import sha256_file, staged_dir
 from zoo.model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
 
 PACKAGE_DIR = Path(registry.__file__).parent
-SCORE_PAPER = {"title": "Robustness and Accuracy Could Be Reconcilable by (Proper) Definition",
-               "authors": "Tianyu Pang, Min Lin, Xiao Yang, Jun Zhu, Shuicheng Yan", "venue": "ICML 2022",
-               "year": 2022, "link": "https://arxiv.org/abs/2202.10103", "code": "https://github.com/P2333/SCORE"}
+# The paper of each training objective: the entry's source (card citation, leaderboard paper column).
+OBJECTIVE_PAPERS = {
+    "score": {"title": "Robustness and Accuracy Could Be Reconcilable by (Proper) Definition",
+              "authors": "Tianyu Pang, Min Lin, Xiao Yang, Jun Zhu, Shuicheng Yan", "venue": "ICML 2022",
+              "year": 2022, "link": "https://arxiv.org/abs/2202.10103", "code": "https://github.com/P2333/SCORE"},
+    "trades": {"title": "Theoretically Principled Trade-off between Robustness and Accuracy",
+               "authors": "Hongyang Zhang, Yaodong Yu, Jiantao Jiao, Eric P. Xing, Laurent El Ghaoui, Michael I. Jordan",
+               "venue": "ICML 2019", "year": 2019, "link": "https://arxiv.org/abs/1901.08573"},
+    "pgd-at": {"title": "Towards Deep Learning Models Resistant to Adversarial Attacks",
+               "authors": "Aleksander Madry, Aleksandar Makelov, Ludwig Schmidt, Dimitris Tsipras, Adrian Vladu",
+               "venue": "ICLR 2018", "year": 2018, "link": "https://arxiv.org/abs/1706.06083"},
+}
 # What the card lists of a run's recipe (the full config stays in config.json).
 RECIPE_KEYS = ("objective", "beta", "label_smoothing", "epochs", "batch_size", "lr", "weight_decay", "attack_steps",
                "attack_step_size", "ema_decay", "generated_fraction", "train_subset", "data_dir")
@@ -102,7 +111,8 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
     training = config.get("training", {})
     entry = registry.Entry(
         name=name, dataset=config["dataset"], threat_model=threat_model, eps=result.evaluation.eps_text,
-        architecture=config["architecture"], num_classes=config["num_classes"], source=SCORE_PAPER,
+        architecture=config["architecture"], num_classes=config["num_classes"],
+        source=OBJECTIVE_PAPERS[training.get("objective", "score")],
         reported={"clean_acc": round(clean, 2), "autoattack_acc": round(result.robust_acc, 2),
                   "n_examples": result.evaluation.n_examples,
                   "clean_n_examples": clean_n_examples or result.evaluation.n_examples,
