@@ -285,11 +285,13 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
         if out is not None or state_dir is not None:
             path = Path(state_dir) if state_dir is not None else default_state_dir(out)
             if rank0:
-                state = StateDir(path, config)
+                state = StateDir(path, config, started)
             distributed.barrier()
             if not rank0:
-                state = StateDir(path, config)
+                state = StateDir(path, config, started)
+            started = state.started_at
         outcomes: list = []
+        earlier_s, resumed = 0.0, 0  # batches finished by an earlier run with this state dir
         kwargs = dict(seed=seed, threat_model=threat_model, eps=eps_value, version=version, attacks=attack_list,
                       num_classes=NUM_CLASSES[dataset], dataset=dataset, device=device, n_iter=n_iter)
         bar = tqdm(batches, desc=f"AutoAttack {threat_model} {eps_text}", unit="batch", disable=not progress,
@@ -298,9 +300,13 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
             lo, hi = b * batch_size, min((b + 1) * batch_size, n)
             record = state.load(b, hi - lo) if state else None
             if record is None:
+                tb = time.perf_counter()
                 record = attack_batch(net, x[lo:hi], y[lo:hi], index=b, **kwargs)
+                record["seconds"] = round(time.perf_counter() - tb, 3)
                 if state:
                     state.save(b, record)
+            else:
+                earlier_s, resumed = earlier_s + float(record.get("seconds", 0.0)), resumed + 1
             outcomes += record["outcome"]
             notes += [("autoattack", m) for m in record["warnings"]]
             bar.set_postfix(robust=f"{sum(o is None for o in outcomes)}/{len(outcomes)}")
@@ -308,12 +314,17 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
         start = min(batches.start * batch_size, n)
         shard_info = None
         if world:
-            parts = distributed.all_gather((start, outcomes, notes))
-            outcomes = [o for _, part, _ in sorted(parts, key=lambda p: p[0]) for o in part]
-            notes = [note for _, _, part in parts for note in part]
+            parts = distributed.all_gather((start, outcomes, notes, earlier_s, resumed))
+            outcomes = [o for _, part, *_ in sorted(parts, key=lambda p: p[0]) for o in part]
+            notes = [note for _, _, part, *_ in parts for note in part]
+            earlier_s = max(p[3] for p in parts)  # the ranks ran side by side
+            resumed = sum(p[4] for p in parts)
             start = 0
         elif shard is not None:
             shard_info = {"index": shard[0], "count": shard[1], "start": start, "stop": start + len(outcomes)}
+        if resumed:
+            notes.append(("harness", f"resumed: {resumed} batch(es) were finished by an earlier run; duration_s "
+                                     "includes their attack time and started_at is the first run's start"))
         clean, after, robust = accuracies(outcomes, attack_list)
         evaluation = Evaluation(
             format=RESULT_FORMAT, model=config["model"], dataset=dataset, threat_model=threat_model, eps=eps_value,
@@ -321,7 +332,7 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
             clean_accuracy=clean, robust_accuracy=robust, robust_accuracy_after=after, versions=_versions(),
             device=_device_label(device) + (f" x{world[1]} processes" if world else ""),
             weights_sha256=resolved.weights_sha256, started_at=started,
-            duration_s=round(time.perf_counter() - t0, 3), warnings=_summarize_warnings(notes), shard=shard_info,
+            duration_s=round(time.perf_counter() - t0 + earlier_s, 3), warnings=_summarize_warnings(notes), shard=shard_info,
             per_example={"start": start, "outcome": outcomes})
         result = EvaluationResult(build_model_info(resolved, dataset, eps_text, clean, robust, model_info), evaluation)
         if out is not None and rank0:

@@ -18,16 +18,21 @@ from zoo.errors import ConfigError
 from zoo.fileio import atomic_path, atomic_write_json
 
 CONFIG_NAME = "config.json"
+STARTED_NAME = "started.json"
 STATE_FORMAT = "score-harness-state/1"
 
 
 class StateDir:
     """Per-batch progress of one evaluation configuration."""
 
-    def __init__(self, path: str | os.PathLike, config: dict):
+    def __init__(self, path: str | os.PathLike, config: dict, started_at: str):
         self.path = Path(path)
         self.config = {"format": STATE_FORMAT, **config}
         self._open()
+        started = self.path / STARTED_NAME
+        if not started.is_file():
+            atomic_write_json(started, {"started_at": started_at})
+        self.started_at = json.loads(started.read_text()).get("started_at", started_at)
 
     def _open(self) -> None:
         cfg_path = self.path / CONFIG_NAME
@@ -71,6 +76,6 @@ class StateDir:
         return record
 
     def save(self, index: int, record: dict) -> None:
-        """Write the record of a finished batch atomically."""
+        """Write the record of a finished batch (with its ``seconds``) atomically."""
         with atomic_path(self.batch_path(index)) as tmp:
             torch.save(record, tmp)

@@ -84,6 +84,10 @@ def test_resume_after_sigkill_equals_uninterrupted(full, tmp_path):
     resumed = EvaluationResult.from_json(out)
     assert resumed.evaluation.per_example == full[1].evaluation.per_example
     assert resumed.model_info.autoattack_acc == full[1].model_info.autoattack_acc
+    if done < 4:  # the provenance says the work spans two runs, starting with the first
+        first_start = json.loads((state / "started.json").read_text())["started_at"]
+        assert resumed.evaluation.started_at == first_start
+        assert any("resumed" in w["message"] for w in resumed.evaluation.warnings)
 
 
 def test_shards_merge_to_the_full_result_and_refuse_bad_sets(full, tmp_path):
