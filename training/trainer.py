@@ -12,7 +12,6 @@ Run directory layout::
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import sys
@@ -30,7 +29,7 @@ from tqdm import tqdm
 import zoo
 from zoo.datasets_meta import NUM_CLASSES
 from zoo.errors import ConfigError, ScoreZooError
-from zoo.fileio import atomic_write_json
+from zoo.fileio import atomic_write_json, read_json
 from zoo.model_dir import make_config as make_model_config
 from zoo.model_dir import save_model_dir
 
@@ -187,17 +186,12 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict | No
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a training run directory (no {RUN_CONFIG_NAME}); choose a new --out")
     try:
-        stored = read_json(config_path)
+        stored = read_json(config_path, "run config")
     except ValueError as e:
         raise ConfigError(f"{config_path} is not valid JSON ({e}); choose a new --out") from None
     _check_same_config(stored, cfg, run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
     return load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
-
-
-def read_json(path: Path) -> dict:
-    """Parse a JSON file."""
-    return json.loads(path.read_text())
 
 
 def final_model_config(cfg: TrainConfig, **extra: Any) -> dict:
@@ -250,7 +244,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
     ckpt = _prepare_run_dir(run_dir, cfg, resume)
     D.barrier(info)  # every rank has checked the run directory before rank 0 writes into it
     if resume and run_dir.joinpath(RUN_CONFIG_NAME).is_file() and not cfg.data_dir:
-        cfg = make_config({**cfg.to_dict(), "data_dir": read_json(run_dir / RUN_CONFIG_NAME).get("data_dir", "")})
+        cfg = make_config({**cfg.to_dict(), "data_dir": read_json(run_dir / RUN_CONFIG_NAME, "run config").get("data_dir", "")})
     if cfg.batch_size % info.world_size:
         raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({info.world_size})")
     if cfg.generated_fraction > 0 and not cfg.generated_data:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import http.client
-import json
 import logging
 import os
 import shutil
@@ -26,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import CheckpointError, HubError, IntegrityError
-from .fileio import atomic_write_json, sha256_file
+from .fileio import atomic_write_json, read_json, sha256_file
 from .model_dir import WEIGHTS_NAME
 from .registry import Entry
 
@@ -76,7 +75,7 @@ def fetch_origin_model_dir(entry: Entry) -> Path:
     model_dir = origin_cache_root() / entry.name
     record_path = model_dir / RECORD_NAME
     if record_path.is_file():
-        record = json.loads(record_path.read_text())
+        record = read_json(record_path, "origin import record")
         actual = sha256_file(model_dir / WEIGHTS_NAME)
         if actual == record.get("sha256"):
             return model_dir
