@@ -52,7 +52,7 @@ def test_torchrun_two_processes_trains_with_ddp(tmp_path):
     info = json.loads((out / "run_info.json").read_text())
     assert info["world_size"] == 2
     ckpt = load_checkpoint(out / "checkpoint.pt")
-    assert ckpt["global_step"] == 4 and len(ckpt["rng"]) == 2  # 128 images / global batch 32
+    assert ckpt["global_step"] == 5 and len(ckpt["rng"]) == 2  # ceil(160 images / global batch 32)
     model = zoo.load_model(out / "model")
     assert torch.isfinite(model(torch.rand(1, 3, 32, 32))).all()
     assert not list(tmp_path.glob("**/*.tmp"))

@@ -13,11 +13,13 @@ import zoo
 from harness.data import load_arrays
 from training import TrainingDivergedError, load_recipe, make_config, train
 from training.checkpoint import load_checkpoint
-from training.data import BatchPlan, TrainData, load_generated, random_crop_flip
+from training.augment import crop_flip
+from training.data import BatchPlan, TrainData, load_generated
 from zoo.errors import ConfigError, DataError
 
 TINY = {"architecture": "wrn-10-1-swish", "batch_size": 32, "attack_steps": 2, "attack_step_size": 4 / 255,
-        "eval_attack_steps": 2, "eval_batch_size": 64, "lr": 0.1, "checkpoint_every": 0, "epochs": 2}
+        "eval_attack_steps": 2, "eval_batch_size": 64, "lr": 0.1, "checkpoint_every": 0, "epochs": 2,
+        "lr_schedule_unit": "step"}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,72 @@ def test_short_run_lowers_loss_and_writes_a_loadable_model(cifar, tmp_path):
     assert json.loads((run / "config.json").read_text())["architecture"] == "wrn-10-1-swish"
 
 
+@pytest.mark.parametrize("values", [
+    {"objective": "mart", "beta": 6.0},
+    {"semantics": "train-cifar", "objective": "score", "distance": "LSE", "beta": 6.0, "clip_loss": 0.3,
+     "ema": False, "bn_first_batch_init": False},
+    {"semantics": "train-cifar", "objective": "pgd-at", "distance": "KL", "ema": False},
+    {"objective": "trades", "beta": 6.0, "label_smoothing": 0.1, "cutmix": True},
+    {"objective": "score", "distance": "JSsqrt"},
+], ids=["mart", "train-cifar-score-lse-clip", "train-cifar-pgd-at", "trades-cutmix", "score-jssqrt"])
+def test_each_new_objective_lowers_its_loss(cifar, tmp_path, values):
+    data = _data(cifar, n=288, holdout=32)
+    run = train(_cfg(epochs=3, batch_size=64, lr=0.2, eval_every=3, test_clean_every=0, **values), tmp_path / "run",
+                data=data, progress=False)
+    losses = [json.loads(line)["train_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+
+
+def test_first_step_sets_bn_statistics_from_its_own_batches(cifar, tmp_path):
+    """All forwards of global step 0 run with BatchNorm momentum 1.0 (train-wa.py), later ones with 0.01."""
+    from training.augment import augment
+    from training.objectives import adversarial_step
+    from training.trainer import step_generator
+    from training.data import to_float
+
+    data = _data(cifar, n=96, holdout=32)
+    cfg = _cfg(epochs=1, batch_size=32)
+    train(cfg, tmp_path / "run", data=data, progress=False, stop_after_steps=1)
+    trained = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+
+    def replay(momentum):
+        torch.manual_seed(cfg.seed)
+        model = zoo.create_model(cfg.architecture).train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = momentum
+        x_u8, y = BatchPlan(data, cfg.batch_size, 0.0, cfg.seed).batch(0, 0)
+        gen = step_generator(cfg.seed, 0, 0, 0, torch.device("cpu"))
+        x = augment(to_float(x_u8), cfg.augmentation_name, gen)
+        import contextlib
+        adversarial_step(model, model, x, y, cfg, 10, contextlib.nullcontext, gen)
+        return model.state_dict()
+
+    key = "layer.0.block.0.batchnorm_0.running_mean"
+    assert torch.allclose(trained[key], replay(1.0)[key], atol=1e-6)
+    assert not torch.allclose(trained[key], replay(0.01)[key], atol=1e-3)
+
+
+def test_selection_uses_the_first_training_images_and_keeps_the_later_of_tied_epochs(cifar, tmp_path):
+    x, y = cifar
+    data = TrainData.from_arrays(x[:96], y[:96], "cifar10", holdout_size=32)
+    assert torch.equal(data.holdout_x, torch.from_numpy(x[:32])) and torch.equal(data.real_x, torch.from_numpy(x[32:96]))
+    test_file = tmp_path / "cifar10_test.npz"
+    np.savez(test_file, x=x[-64:], y=y[-64:])
+    cfg = _cfg(epochs=3, lr=1e-6, eval_attack_steps=1, test_data=str(test_file), test_clean_every=1,
+               test_robust_every=2)
+    run = train(cfg, tmp_path / "run", data=data, progress=False)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = max(r["holdout_robust_acc"] for r in records)
+    later = max(r["epoch"] for r in records if r["holdout_robust_acc"] == best)
+    assert zoo.read_config(run / "model-best")["training"]["epoch"] == later
+    assert [("test_clean_acc" in r, "test_robust_acc" in r) for r in records] == [(True, False), (True, True),
+                                                                                   (True, True)]
+    assert json.loads((run / "run_info.json").read_text())["test_images"] == 64
+
+
 def test_resume_reaches_the_same_weights(cifar, tmp_path):
-    data = _data(cifar, n=160, holdout=32)  # 4 steps per epoch, 8 in all
+    data = _data(cifar, n=160, holdout=32)  # 5 steps per epoch, 10 in all
     cfg = _cfg(checkpoint_every=3)
     straight = train(cfg, tmp_path / "a", data=data, progress=False)
     # stop mid-epoch 2 (after step 6), then resume in a fresh call
@@ -112,10 +178,17 @@ def test_generated_data_is_mixed_at_the_given_fraction(cifar, tmp_path):
                       rng.integers(0, 10, 50))
     data = _data(cifar, n=96, holdout=32, generated=path)
     plan = BatchPlan(data, batch_size=32, generated_fraction=0.75, seed=0)
-    real, gen = plan.indices(epoch=0, step=1)
-    assert len(real) == 8 and len(gen) == 24 and plan.steps_per_epoch == 2
+    # the official sampler: 32 - int(32 * 0.75) = 8 real images per batch, ceil((64 + 32 held out) / 32) = 3 batches
+    real, gen, order = plan.indices(epoch=0, step=1)
+    assert len(real) == 8 and len(gen) == 24 and plan.steps_per_epoch == 3
+    assert sorted(order.tolist()) == list(range(32)) and order.tolist() != list(range(32))  # shuffled within the batch
     x, y = plan.batch(0, 1)
-    assert torch.equal(x[8:], data.gen_x[gen]) and torch.equal(y[8:], data.gen_y[gen])
+    assert torch.equal(x, torch.cat([data.real_x[real], data.gen_x[gen]])[torch.from_numpy(order)])
+    # real images of consecutive batches come from one permutation per pass (no repeats within a pass)
+    first, _, _ = plan.indices(0, 0)
+    assert not set(first.tolist()) & set(real.tolist())
+    again = BatchPlan(data, batch_size=32, generated_fraction=0.75, seed=0).indices(0, 1)  # a pure function
+    assert all(np.array_equal(a, b) for a, b in zip(again, (real, gen, order)))
     x0, _ = plan.batch(0, 1, rank=0, world_size=2)
     x1, _ = plan.batch(0, 1, rank=1, world_size=2)
     assert len(x0) == len(x1) == 16 and torch.equal(torch.cat([x0, x1]).sort(0)[0], x.sort(0)[0])
@@ -138,9 +211,17 @@ def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
         load_recipe("cifar10-linf-tiny", {"epochs": "many"})
 
 
+def test_without_generated_data_batches_are_shuffled_passes_with_a_short_last_chunk(cifar):
+    plan = BatchPlan(_data(cifar, n=96, holdout=32), batch_size=24, generated_fraction=0.0, seed=3)
+    batches = [plan.indices(0, s)[0] for s in range(plan.steps_per_epoch)]  # ceil((64 + 32 held out) / 24) = 4
+    assert [len(b) for b in batches] == [24, 24, 16, 24]  # the fourth batch starts a new pass
+    assert sorted(np.concatenate(batches[:3]).tolist()) == list(range(64))
+    assert not np.array_equal(np.concatenate(batches), np.concatenate([plan.indices(1, s)[0] for s in range(3)]))
+
+
 def test_augmentation_keeps_shape_and_values():
     x = torch.rand(6, 3, 32, 32)
-    out = random_crop_flip(x, torch.Generator().manual_seed(0))
+    out = crop_flip(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
     # every output is a (possibly flipped) shifted window: its non-padding pixels come from x
     assert set(out.flatten().tolist()) <= set(x.flatten().tolist()) | {0.0}

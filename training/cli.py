@@ -51,7 +51,7 @@ def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_s
     run_dir = train(config, out_dir, resume=resume, device=device, stop_after_steps=stop_after_steps,
                     progress=not no_progress)
     final = run_dir / "model"
-    click.echo(str(final) if final.is_dir() else f"{run_dir} (stopped early; continue with --resume)")
+    click.echo(str(run_dir / "model-best") if final.is_dir() else f"{run_dir} (stopped early; continue with --resume)")
     if register_name and final.is_dir():
         from .register import register_run
 
@@ -73,8 +73,8 @@ def _report(reg) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--name", required=True, help="Name of the new zoo entry.")
 @click.option("--builtin", is_flag=True, help="Write into the package's built-in entries (maintainers).")
-@click.option("--which", type=click.Choice(["model", "model-best"]), default="model", show_default=True,
-              help="The final EMA model or the one with the best held-out accuracy.")
+@click.option("--which", type=click.Choice(["model-best", "model"]), default="model-best", show_default=True,
+              help="The released model (best held-out PGD accuracy, as the official weights-best) or the last one.")
 @click.option("--n-examples", type=int, default=None, help="AutoAttack on the first N test images (default: all).")
 @click.option("--clean-n-examples", type=int, default=None,
               help="Clean accuracy on the first N test images (default: the AutoAttack images).")

@@ -1,9 +1,11 @@
 """Exponential moving average (EMA) of the weights, as in the SCORE recipe.
 
-Before ``warmup_steps`` the average simply copies the live weights; after it
-the decay is ``min(tau, (1 + t) / (10 + t))`` with ``t`` the steps since the
-warm-up (dynamic decay) or ``tau`` throughout. BatchNorm buffers are not
-averaged: :meth:`EMA.copy_buffers` takes them from the live model.
+The official ``ema_update``: after optimiser step ``t`` (counted from 1) the
+decay is 0 (copy the live weights) while ``t < warmup``, then
+``min(tau, (1 + d) / (10 + d))`` with ``d = t - warmup`` (dynamic decay) or
+``tau`` throughout; ``warmup`` is ``0.025 * epochs * steps_per_epoch`` in the
+paper's recipe, a float. BatchNorm buffers are not averaged:
+:meth:`EMA.copy_buffers` takes them from the live model at every epoch end.
 """
 
 from __future__ import annotations
@@ -14,29 +16,29 @@ import torch
 import torch.nn as nn
 
 
-def ema_decay(step: int, tau: float, warmup_steps: int, dynamic: bool = True) -> float:
-    """Decay applied at global step ``step`` (0 during warm-up, i.e. copy the weights)."""
-    if step < warmup_steps:
+def ema_decay(steps_done: int, tau: float, warmup_steps: float, dynamic: bool = True) -> float:
+    """Decay applied after optimiser step number ``steps_done`` (1-based; 0 during warm-up: copy the weights)."""
+    if steps_done < warmup_steps:
         return 0.0
-    if dynamic and step > warmup_steps:
-        t = step - warmup_steps
-        return min(tau, (1.0 + t) / (10.0 + t))
+    delta = steps_done - warmup_steps
+    if dynamic and 10.0 + delta != 0:
+        return min(tau, (1.0 + delta) / (10.0 + delta))
     return tau
 
 
 class EMA:
     """An averaged copy of a model: ``avg <- decay * avg + (1 - decay) * live`` per step."""
 
-    def __init__(self, model: nn.Module, tau: float = 0.995, warmup_steps: int = 0, dynamic: bool = True):
+    def __init__(self, model: nn.Module, tau: float = 0.995, warmup_steps: float = 0.0, dynamic: bool = True):
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.tau, self.warmup_steps, self.dynamic = tau, warmup_steps, dynamic
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> float:
-        """Blend the live parameters into the average at global step ``step``; return the decay used."""
-        decay = ema_decay(step, self.tau, self.warmup_steps, self.dynamic)
+    def update(self, model: nn.Module, steps_done: int) -> float:
+        """Blend the live parameters into the average after optimiser step ``steps_done``; return the decay."""
+        decay = ema_decay(steps_done, self.tau, self.warmup_steps, self.dynamic)
         avg = list(self.model.parameters())
         live = list(model.parameters())
         torch._foreach_mul_(avg, decay)

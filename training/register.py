@@ -38,10 +38,14 @@ OBJECTIVE_PAPERS = {
     "pgd-at": {"title": "Towards Deep Learning Models Resistant to Adversarial Attacks",
                "authors": "Aleksander Madry, Aleksandar Makelov, Ludwig Schmidt, Dimitris Tsipras, Adrian Vladu",
                "venue": "ICLR 2018", "year": 2018, "link": "https://arxiv.org/abs/1706.06083"},
+    "mart": {"title": "Improving Adversarial Robustness Requires Revisiting Misclassified Examples",
+             "authors": "Yisen Wang, Difan Zou, Jinfeng Yi, James Bailey, Xingjun Ma, Quanquan Gu",
+             "venue": "ICLR 2020", "year": 2020, "link": "https://openreview.net/forum?id=rklOg6EFwS"},
 }
 # What the card lists of a run's recipe (the full config stays in config.json).
-RECIPE_KEYS = ("objective", "beta", "label_smoothing", "epochs", "batch_size", "lr", "weight_decay", "attack_steps",
-               "attack_step_size", "ema_decay", "generated_fraction", "train_subset", "data_dir")
+RECIPE_KEYS = ("semantics", "objective", "distance", "beta", "clip_value", "clip_loss", "label_smoothing",
+               "epochs", "batch_size", "lr", "weight_decay", "attack_steps", "attack_step_size", "ema_decay",
+               "generated_fraction", "train_subset", "data_dir")
 
 
 @dataclasses.dataclass
@@ -66,7 +70,15 @@ def _recipe(training: dict) -> dict:
     return out
 
 
-def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which: str = "model",
+def source_paper(recipe: dict) -> dict:
+    """The paper an entry cites: SCORE for its objective and for PGD-AT with one of its distances."""
+    objective = recipe.get("objective", "score")
+    if objective == "pgd-at" and recipe.get("distance", "") not in ("", "KL"):
+        return OBJECTIVE_PAPERS["score"]
+    return OBJECTIVE_PAPERS[objective]
+
+
+def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which: str = "model-best",
                  n_examples: int | None = None, clean_n_examples: int | None = None, data_dir=None,
                  version: str = "standard", attacks: list[str] | None = None, n_iter: int | None = None,
                  seed: int = 0, batch_size: int = 500, device: str | None = None, description: str = "",
@@ -112,7 +124,7 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
     entry = registry.Entry(
         name=name, dataset=config["dataset"], threat_model=threat_model, eps=result.evaluation.eps_text,
         architecture=config["architecture"], num_classes=config["num_classes"],
-        source=OBJECTIVE_PAPERS[training.get("objective", "score")],
+        source=source_paper(training.get("recipe", {"objective": training.get("objective", "score")})),
         reported={"clean_acc": round(clean, 2), "autoattack_acc": round(result.robust_acc, 2),
                   "n_examples": result.evaluation.n_examples,
                   "clean_n_examples": clean_n_examples or result.evaluation.n_examples,

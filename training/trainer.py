@@ -1,4 +1,4 @@
-"""The training loop: SCORE / TRADES / PGD-AT adversarial training with EMA, resumable, DDP-aware.
+"""The training loop: SCORE / TRADES / PGD-AT / MART adversarial training, resumable, DDP-aware.
 
 Run directory layout::
 
@@ -6,8 +6,9 @@ Run directory layout::
     run_info.json      versions, world size, device, start time
     checkpoint.pt      last training state (epoch ends + every `checkpoint_every` steps)
     metrics.jsonl      one record per epoch;  curves.png: the plotted curves
-    model-best/        EMA model with the best held-out PGD-CW accuracy (model directory)
-    model/             final EMA model (model directory; zoo.load_model(run_dir / "model"))
+    model-best/        the released model: the weight average (or the live model without EMA) of the
+                       epoch with the best held-out PGD-CW accuracy, ties to the later epoch (weights-best)
+    model/             the model of the last epoch (weights-last)
 """
 
 from __future__ import annotations
@@ -33,15 +34,20 @@ from zoo.fileio import atomic_write_json, read_json
 from zoo.model_dir import make_config as make_model_config
 from zoo.model_dir import save_model_dir
 
+from harness.data import load_arrays
+
 from . import distributed as D
-from .attacks import pgd
+from .augment import augment, cutmix_x4
+from .bn import set_bn_momentum
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, make_config
-from .data import BatchPlan, TrainData, random_crop_flip, to_float
+from .data import BatchPlan, TrainData, to_float
 from .ema import EMA
-from .losses import (ce_attack_loss, cw_attack_loss, kl_attack_loss, pgd_at_objective, score_objective,
-                     squared_error_attack_loss, trades_objective)
 from .metrics import append_metrics, plot_metrics, read_metrics, truncate_metrics
+from .monitor import accuracy
+from .objectives import adversarial_step
+from .precision import autocast, memory_format, use_bf16
+from .schedule import build_optimizer, build_scheduler
 
 CHECKPOINT_NAME = "checkpoint.pt"
 RUN_CONFIG_NAME = "config.json"
@@ -55,98 +61,11 @@ class TrainingDivergedError(ScoreZooError):
 
 # ---------------------------------------------------------------- building blocks
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD (Nesterov) with weight decay on every parameter except BatchNorm weights and biases."""
-    bn_params = {id(p) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                 for p in m.parameters(recurse=False)}
-    decay = [p for p in model.parameters() if id(p) not in bn_params]
-    no_decay = [p for p in model.parameters() if id(p) in bn_params]
-    return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-
-
-def lr_factor(step: int, total_steps: int, warmup_fraction: float) -> float:
-    """Learning-rate multiplier: linear warm-up over warmup_fraction of the steps, then cosine to 0."""
-    warmup = max(1, round(warmup_fraction * total_steps)) if warmup_fraction > 0 else 0
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def set_bn_momentum(model: nn.Module, momentum: float) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.momentum = momentum
-
-
 def step_generator(seed: int, epoch: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     """A generator whose seed is a pure function of (seed, epoch, step, rank): resumable randomness."""
     g = torch.Generator(device=device)
     g.manual_seed(int(np.random.SeedSequence([seed, epoch, step, rank]).generate_state(1, np.uint64)[0] >> 1))
     return g
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    on = cfg.bf16 and device.type == "cuda"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on), (torch.bfloat16 if on else None)
-
-
-def adversarial_step(model: nn.Module, raw: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Forward passes of one training step; return (loss, clean logits or None, adversarial logits).
-
-    SCORE and TRADES: the clean forward (which updates BatchNorm statistics)
-    comes first and its detached softmax is the attack's target -- in train
-    mode BatchNorm uses batch statistics either way, so this equals a separate
-    frozen-statistics forward and saves one pass. Then the attack runs on the
-    bare module (``raw``) with frozen statistics, then the adversarial forward.
-    """
-    ctx, dtype = _autocast(cfg, x.device)
-    attack = dict(threat=cfg.threat, eps=cfg.eps, step_size=cfg.attack_step_size, steps=cfg.attack_steps,
-                  generator=generator, autocast_dtype=dtype)
-    if cfg.objective == "pgd-at":
-        x_adv = pgd(raw, x, lambda logits: ce_attack_loss(logits, y), **attack)
-        with ctx:
-            logits_adv = model(x_adv)
-        return pgd_at_objective(logits_adv, y, cfg.label_smoothing), None, logits_adv
-    with ctx:
-        logits_clean = model(x)
-    p_clean = torch.softmax(logits_clean.detach().float(), dim=1)
-    attack_loss = squared_error_attack_loss if cfg.objective == "score" else kl_attack_loss
-    x_adv = pgd(raw, x, lambda logits: attack_loss(logits, p_clean), **attack)
-    with ctx:
-        logits_adv = model(x_adv)
-    if cfg.objective == "score":
-        loss = score_objective(logits_clean, logits_adv, y, cfg.beta, cfg.label_smoothing, cfg.clip)
-    else:
-        loss = trades_objective(logits_clean, logits_adv, y, cfg.beta, cfg.label_smoothing)
-    return loss, logits_clean, logits_adv
-
-
-@torch.no_grad()
-def evaluate_robust(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                    info: D.DistInfo) -> tuple[float, float]:
-    """Clean and PGD (CW loss) accuracy in % of ``model`` (eval mode) on uint8 images, sharded over ranks."""
-    model.eval()
-    steps = cfg.eval_attack_steps
-    step_size = cfg.eval_attack_step_size or 2.5 * cfg.eps / max(1, steps)
-    x_u8, y = x_u8[info.rank::info.world_size], y[info.rank::info.world_size]
-    gen = step_generator(cfg.seed, _EVAL_STREAM, 0, info.rank, info.device)
-    counts = torch.zeros(3, dtype=torch.float64, device=info.device)
-    for i in range(0, len(y), cfg.eval_batch_size):
-        xb = to_float(x_u8[i:i + cfg.eval_batch_size], info.device)
-        yb = y[i:i + cfg.eval_batch_size].to(info.device)
-        counts[0] += (model(xb).argmax(1) == yb).sum()
-        if steps:
-            xb = pgd(model, xb, lambda logits: cw_attack_loss(logits, yb), cfg.threat, cfg.eps, step_size, steps,
-                     generator=gen)
-        counts[1] += (model(xb).argmax(1) == yb).sum()
-        counts[2] += len(yb)
-    D.all_reduce_sum(counts, info)
-    n = max(1.0, counts[2].item())
-    return 100.0 * counts[0].item() / n, 100.0 * counts[1].item() / n
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -239,6 +158,46 @@ def train(config: TrainConfig | dict, out_dir: str | Path, resume: bool = False,
         D.teardown(info)
 
 
+def load_test_split(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The test split logged during training: ``test_data``, else the test split next to the training data."""
+    if not (cfg.test_clean_every or cfg.test_robust_every):
+        return None
+    if cfg.test_data:
+        x, y = load_arrays(cfg.dataset, "test", cfg.test_data)
+    else:  # best effort: the training data's folder may hold no test split
+        try:
+            where = Path(cfg.resolved_data_dir())
+            x, y = load_arrays(cfg.dataset, "test", where if where.is_dir() else where.parent)
+        except ScoreZooError:
+            return None
+    if cfg.test_size:
+        x, y = x[:cfg.test_size], y[:cfg.test_size]
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+
+
+def _epoch_evaluation(cfg: TrainConfig, model: nn.Module, data: TrainData, test: tuple | None, epoch: int,
+                      info: D.DistInfo) -> dict[str, float]:
+    """Held-out selection accuracies (every ``eval_every`` epochs and the last) and the test-split logs."""
+    out: dict[str, float] = {}
+    last = epoch + 1 == cfg.epochs
+
+    def due(every: int) -> bool:
+        return bool(every) and ((epoch + 1) % every == 0 or last)
+
+    if due(cfg.eval_every):
+        gen = step_generator(cfg.seed, _EVAL_STREAM, 0, info.rank, info.device)
+        out["holdout_clean_acc"], out["holdout_robust_acc"] = accuracy(
+            model, data.holdout_x, data.holdout_y, cfg, info, gen, cfg.eval_attack_steps)
+    if test is not None and (due(cfg.test_clean_every) or due(cfg.test_robust_every)):
+        gen = step_generator(cfg.seed, _EVAL_STREAM, 1, info.rank, info.device)
+        clean, robust = accuracy(model, test[0], test[1], cfg, info, gen,
+                                 cfg.eval_attack_steps if due(cfg.test_robust_every) else 0)
+        out["test_clean_acc"] = clean
+        if robust is not None:
+            out["test_robust_acc"] = robust
+    return out
+
+
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None, info: D.DistInfo,
            stop_after_steps: int | None, progress: bool) -> Path:
     ckpt = _prepare_run_dir(run_dir, cfg, resume)
@@ -259,23 +218,29 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
 
     if data is None:
         data = TrainData.load(cfg.dataset, cfg.resolved_data_dir(), cfg.train_subset, cfg.holdout_size, cfg.generated_data)
+    test = load_test_split(cfg)
     plan = BatchPlan(data, cfg.batch_size, cfg.generated_fraction, cfg.seed)
-    total_steps = cfg.epochs * plan.steps_per_epoch
+    num_classes = NUM_CLASSES[cfg.dataset]
+    bf16 = use_bf16(cfg.bf16, info.device)
+    layout = memory_format(cfg.channels_last)
 
-    raw = zoo.create_model(cfg.architecture, dataset=cfg.dataset).to(info.device)
+    def amp():
+        return autocast(info.device, bf16)
+
+    raw = zoo.create_model(cfg.architecture, dataset=cfg.dataset).to(info.device, memory_format=layout)
     set_bn_momentum(raw, cfg.bn_momentum)
-    memory_format = torch.channels_last if cfg.channels_last and info.device.type == "cuda" else torch.contiguous_format
-    raw = raw.to(memory_format=memory_format)
     optimizer = build_optimizer(raw, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup_fraction))
-    ema = EMA(raw, cfg.ema_decay, round(cfg.ema_warmup_fraction * total_steps), cfg.ema_dynamic)
+    scheduler = build_scheduler(optimizer, cfg, plan.steps_per_epoch)
+    ema = EMA(raw, cfg.ema_decay, cfg.ema_warmup_fraction * cfg.epochs * plan.steps_per_epoch, cfg.ema_dynamic) \
+        if cfg.ema else None
 
     epoch, start_step, global_step = 0, 0, 0
     best = {"holdout_robust_acc": -1.0, "epoch": -1}
     stats = _EpochStats()
     if ckpt is not None:
         raw.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)], info.device)
@@ -284,15 +249,18 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         stats = _EpochStats(**ckpt["epoch_stats"])
     model = DistributedDataParallel(raw, device_ids=[info.device] if info.device.type == "cuda" else None) \
         if info.enabled else raw
+    released = ema.model if ema is not None else raw
 
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / RUN_CONFIG_NAME, cfg.to_dict())
         atomic_write_json(run_dir / "run_info.json", {
             "torch": torch.__version__, "python": platform.python_version(), "score_zoo": zoo.__version__,
-            "world_size": info.world_size, "device": str(info.device), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "resumed_from_step": global_step, "train_images": len(data.real_x),
-            "generated_images": 0 if data.gen_x is None else len(data.gen_x), "holdout_images": len(data.holdout_x)})
+            "world_size": info.world_size, "device": str(info.device), "bf16": bf16,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed_from_step": global_step, "train_images": len(data.real_x), "steps_per_epoch": plan.steps_per_epoch,
+            "generated_images": 0 if data.gen_x is None else len(data.gen_x), "holdout_images": len(data.holdout_x),
+            "test_images": 0 if test is None else len(test[1])})
         truncate_metrics(run_dir / "metrics.jsonl", epoch)
 
     def checkpoint(next_epoch: int, next_step: int) -> None:
@@ -303,8 +271,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
             rng = gathered
         if info.is_main:
             save_checkpoint(run_dir / CHECKPOINT_NAME, {
-                "format": "score-train/1", "config": cfg.to_dict(), "epoch": next_epoch, "step": next_step,
-                "global_step": global_step, "model": raw.state_dict(), "ema": ema.state_dict(),
+                "format": "score-train/2", "config": cfg.to_dict(), "epoch": next_epoch, "step": next_step,
+                "global_step": global_step, "model": raw.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
                 "best": best, "epoch_stats": stats.as_dict()})
 
@@ -313,20 +282,25 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         bar = tqdm(total=plan.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    file=sys.stderr, disable=not (progress and info.is_main), dynamic_ncols=True, leave=True)
         epoch_start = time.time()
+        epoch_lr, epoch_momentum = optimizer.param_groups[0]["lr"], optimizer.param_groups[0].get("momentum")
         for step in range(start_step, plan.steps_per_epoch):
+            # the very first step initialises BatchNorm's running statistics (momentum 1.0 for all its forwards)
+            set_bn_momentum(raw, 1.0 if cfg.bn_first_batch_init and global_step == 0 else cfg.bn_momentum)
             x_u8, y = plan.batch(epoch, step, info.rank, info.world_size)
             gen = step_generator(cfg.seed, epoch, step, info.rank, torch.device("cpu"))
-            x = to_float(x_u8, info.device)
-            if cfg.augment:
-                x = random_crop_flip(x, gen)
-            x, y = x.contiguous(memory_format=memory_format), y.to(info.device)
+            x = augment(to_float(x_u8, info.device), cfg.augmentation_name, gen)
+            y = y.to(info.device)
+            if cfg.cutmix:
+                x, y = cutmix_x4(x, y, num_classes, np.random.default_rng([cfg.seed, epoch, step, info.rank, 3]))
+            x = x.contiguous(memory_format=layout)
             attack_gen = gen if info.device.type == "cpu" else step_generator(cfg.seed, epoch, step, info.rank, info.device)
-            loss, logits_clean, logits_adv = adversarial_step(model, raw, x, y, cfg, attack_gen) \
-                if global_step else _first_step(model, raw, x, y, cfg, attack_gen)
+            out = adversarial_step(model, raw, x, y, cfg, num_classes, amp, attack_gen)
+            hard = y.dim() == 1
+            nan = torch.tensor(float("nan"), device=y.device)
             batch_stats = torch.stack([
-                loss.detach().float() * len(y),
-                (logits_clean.argmax(1) == y).sum().float() if logits_clean is not None else torch.tensor(float("nan"), device=y.device),
-                (logits_adv.argmax(1) == y).sum().float(),
+                out.loss.detach().float() * len(y),
+                (out.logits_clean.argmax(1) == y).sum().float() if out.logits_clean is not None and hard else nan,
+                (out.logits_adv.argmax(1) == y).sum().float() if hard else nan,
                 torch.tensor(float(len(y)), device=y.device)]).double()
             D.all_reduce_sum(batch_stats, info)
             if not math.isfinite(batch_stats[0].item()):
@@ -337,17 +311,19 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
                     f"the last good checkpoint is {last if last.is_file() else 'not written yet'}: lower lr (now {cfg.lr}) "
                     "or set grad_clip, then start a new run")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            out.loss.backward()
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip)
             optimizer.step()
-            scheduler.step()
-            ema.update(raw, global_step)
+            if cfg.lr_schedule_unit == "step":
+                scheduler.step()
             global_step += 1
+            if ema is not None:
+                ema.update(raw, global_step)
             stats.add(batch_stats)
             bar.update(1)
             bar.set_postfix(loss=f"{stats.loss / stats.n:.4f}", clean=f"{100 * stats.clean / stats.n:.1f}",
-                            adv=f"{100 * stats.adv / stats.n:.1f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
+                            adv=f"{100 * stats.adv / stats.n:.1f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}")
             last_in_epoch = step + 1 == plan.steps_per_epoch
             stopping = stop_after_steps is not None and global_step >= stop_after_steps
             if not last_in_epoch and ((cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0) or stopping):
@@ -356,51 +332,50 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
                 bar.close()
                 return run_dir
         bar.close()
+        if cfg.lr_schedule_unit == "epoch":
+            scheduler.step()
 
         # epoch end: BatchNorm buffers of the average from the live model, evaluate, checkpoint
         D.broadcast_buffers(raw, info)
-        ema.copy_buffers(raw)
+        if ema is not None:
+            ema.copy_buffers(raw)
         record: dict[str, Any] = {
-            "epoch": epoch, "global_step": global_step, "lr": scheduler.get_last_lr()[0],
-            "train_loss": stats.loss / stats.n, "train_clean_acc": 100 * stats.clean / stats.n if cfg.objective != "pgd-at" else None,
-            "train_adv_acc": 100 * stats.adv / stats.n, "epoch_seconds": round(time.time() - epoch_start, 2)}
-        if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
-            clean_acc, robust_acc = evaluate_robust(ema.model, data.holdout_x, data.holdout_y, cfg, info)
-            record.update(holdout_clean_acc=clean_acc, holdout_robust_acc=robust_acc)
-            if robust_acc > best["holdout_robust_acc"]:
-                best = {"holdout_robust_acc": robust_acc, "holdout_clean_acc": clean_acc, "epoch": epoch}
-                if info.is_main:
-                    save_model_dir(ema.model, run_dir / "model-best", final_model_config(cfg, selected="best", **best),
-                                   overwrite=True)
+            "epoch": epoch, "global_step": global_step, "lr": epoch_lr, "momentum": epoch_momentum,
+            "train_loss": stats.loss / stats.n, "train_clean_acc": _percent(stats.clean, stats.n),
+            "train_adv_acc": _percent(stats.adv, stats.n), "epoch_seconds": round(time.time() - epoch_start, 2)}
+        record.update(_epoch_evaluation(cfg, released, data, test, epoch, info))
+        if "holdout_robust_acc" in record and record["holdout_robust_acc"] >= best["holdout_robust_acc"]:
+            best = {"holdout_robust_acc": record["holdout_robust_acc"], "holdout_clean_acc": record["holdout_clean_acc"],
+                    "epoch": epoch}
+            if info.is_main:
+                save_model_dir(released, run_dir / "model-best", final_model_config(cfg, selected="best", **best),
+                               overwrite=True)
         if info.is_main:
             append_metrics(run_dir / "metrics.jsonl", record)
             plot_metrics(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png")
-            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, train adv acc "
-                  f"{record['train_adv_acc']:.1f}%" + (f", held-out clean {record['holdout_clean_acc']:.1f}% / PGD-CW "
-                  f"{record['holdout_robust_acc']:.1f}%" if "holdout_robust_acc" in record else ""), file=sys.stderr)
+            print(_epoch_line(cfg, epoch, record), file=sys.stderr)
         epoch, start_step, stats = epoch + 1, 0, _EpochStats()
         checkpoint(epoch, 0)
         if stop_after_steps is not None and global_step >= stop_after_steps and epoch < cfg.epochs:
             return run_dir
 
     if info.is_main:
-        save_model_dir(ema.model, run_dir / "model", final_model_config(cfg, selected="last", best=best), overwrite=True)
+        save_model_dir(released, run_dir / "model", final_model_config(cfg, selected="last", best=best), overwrite=True)
     D.barrier(info)
     return run_dir
 
 
-def _first_step(model, raw, x, y, cfg, gen):
-    """Global step 0: BatchNorm momentum 1.0 for the first statistics-updating forward, then the recipe's value."""
-    bns = [m for m in raw.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def _percent(count: float, n: float) -> float | None:
+    return None if not math.isfinite(count) or not n else 100.0 * count / n
 
-    def restore(*_):
-        if not bns or bns[0].track_running_stats:  # not an attack forward (those freeze the statistics)
-            set_bn_momentum(raw, cfg.bn_momentum)
 
-    set_bn_momentum(raw, 1.0)  # the first batch initialises the running statistics
-    handle = raw.register_forward_hook(restore)
-    try:
-        return adversarial_step(model, raw, x, y, cfg, gen)
-    finally:
-        handle.remove()
-        set_bn_momentum(raw, cfg.bn_momentum)
+def _epoch_line(cfg: TrainConfig, epoch: int, record: dict) -> str:
+    parts = [f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}"]
+    if record["train_adv_acc"] is not None:
+        parts.append(f"train adv acc {record['train_adv_acc']:.1f}%")
+    if "holdout_robust_acc" in record:
+        parts.append(f"held-out clean {record['holdout_clean_acc']:.1f}% / PGD-CW {record['holdout_robust_acc']:.1f}%")
+    if "test_clean_acc" in record:
+        parts.append(f"test clean {record['test_clean_acc']:.1f}%" + (
+            f" / PGD-CW {record['test_robust_acc']:.1f}%" if "test_robust_acc" in record else ""))
+    return ", ".join(parts)

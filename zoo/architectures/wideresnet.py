@@ -8,6 +8,7 @@ model: it takes images in [0, 1].
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -88,6 +89,19 @@ class WideResNet(nn.Module):
         self.relu = activation_fn()
         self.logits = nn.Linear(channels[3], num_classes)
         self.num_channels = channels[3]
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """The official SCORE WideResNet initialisation: conv N(0, sqrt(2 / (k*k*out))), BN 1/0, linear bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.init_conv((x - self.mean) / self.std)

@@ -1,0 +1,62 @@
+"""bf16 autocast and channels_last training on CPU: the step runs, stays fp32 where it must, falls back cleanly."""
+
+import contextlib
+import warnings
+
+import pytest
+import torch
+
+import zoo
+from training.config import make_config
+from training.objectives import adversarial_step
+from training.precision import autocast, cpu_has_native_bf16, use_bf16
+from training.schedule import build_optimizer
+
+CPU = torch.device("cpu")
+
+
+def _cpuinfo(tmp_path, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flags}\n\nprocessor\t: 1\nflags\t\t: fpu {flags}\n")
+    return path
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    assert cpu_has_native_bf16(_cpuinfo(tmp_path, "avx512f avx512_bf16"))
+    assert cpu_has_native_bf16(_cpuinfo(tmp_path, "amx_bf16 amx_tile"))
+    assert not cpu_has_native_bf16(_cpuinfo(tmp_path, "avx512f"))
+
+
+def test_missing_bf16_falls_back_to_fp32_with_one_warning(tmp_path):
+    with pytest.warns(UserWarning, match="no native bf16 support; training in fp32") as caught:
+        assert use_bf16(True, CPU, _cpuinfo(tmp_path, "avx2")) is False
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert use_bf16(False, CPU, _cpuinfo(tmp_path, "avx2")) is False
+        assert use_bf16(True, CPU, _cpuinfo(tmp_path, "avx512_bf16")) is True
+
+
+@pytest.mark.parametrize("objective", ["score", "trades", "pgd-at"])
+def test_bf16_channels_last_step_on_cpu_keeps_fp32_weights_and_losses(objective):
+    torch.manual_seed(0)
+    cfg = make_config({"architecture": "wrn-10-1-swish", "objective": objective, "attack_steps": 2,
+                       "bf16": True, "channels_last": True})
+    model = zoo.create_model("wrn-10-1-swish").to(memory_format=torch.channels_last).train()
+    optimizer = build_optimizer(model, cfg)
+    x = torch.rand(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (16,))
+    out = adversarial_step(model, model, x, y, cfg, 10, lambda: autocast(CPU, True), torch.Generator().manual_seed(0))
+    assert out.logits_adv.dtype == torch.bfloat16  # the forwards ran in bf16 ...
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)  # ... the loss in fp32
+    out.loss.backward()
+    optimizer.step()
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+    assert all(s["momentum_buffer"].dtype == torch.float32 for s in optimizer.state.values())
+    assert model.init_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    # the bf16 step computes the same loss as fp32 up to bf16 rounding
+    torch.manual_seed(0)
+    ref = zoo.create_model("wrn-10-1-swish").train()
+    fp32 = adversarial_step(ref, ref, x.contiguous(), y, cfg, 10, contextlib.nullcontext,
+                            torch.Generator().manual_seed(0))
+    assert out.loss.item() == pytest.approx(fp32.loss.item(), rel=0.1)

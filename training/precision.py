@@ -1,0 +1,54 @@
+"""Numerics of a training run: bf16 autocast and the channels_last layout, on CPU as on CUDA.
+
+bf16 autocast covers the forward passes (attack and loss); losses and
+softmax are computed in fp32 from the logits, and the weights, EMA and
+optimizer state stay fp32. A CPU without native bf16 instructions
+(AVX512-BF16 or AMX-BF16) would emulate it slower than fp32, so there the
+run falls back to fp32 with one warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import warnings
+from pathlib import Path
+
+import torch
+
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bf16 instructions (``avx512_bf16`` or ``amx_bf16`` among its flags)."""
+    path = Path(cpuinfo)
+    if platform.system() == "Linux" and path.is_file():
+        flags = set()
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                flags.update(line.partition(":")[2].split())
+        return any(f in flags for f in _NATIVE_BF16_FLAGS)
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def use_bf16(requested: bool, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Resolve a recipe's ``bf16``: True where the device runs bf16 natively; else False with one warning."""
+    if not requested:
+        return False
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = cpu_has_native_bf16(cpuinfo)
+    if not native:
+        warnings.warn(f"bf16 requested but {device.type} has no native bf16 support; training in fp32", stacklevel=2)
+    return native
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """A bf16 autocast context on ``device`` when ``bf16``, else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The layout of the model and its input batches."""
+    return torch.channels_last if channels_last else torch.contiguous_format
