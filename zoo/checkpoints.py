@@ -16,7 +16,7 @@ import torch
 from .architectures import create_model
 from .datasets_meta import NUM_CLASSES, check_dataset
 from .errors import CheckpointError
-from .model_dir import load_state_dict_strict, make_config, save_model_dir
+from .model_dir import load_state_dict_strict, load_weights, make_config, save_model_dir
 
 # Where the weights sit inside the known checkpoint layouts, in order of preference:
 # the SCORE releases keep the EMA (averaged) weights under 'model_state_dict'.
@@ -41,6 +41,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first[:160]})") from None
     return extract_state_dict(obj, str(path))
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a ``.pt`` checkpoint (read as ``read_checkpoint`` does)."""
+    return load_weights(path) if str(path).endswith(".safetensors") else read_checkpoint(path)
 
 
 def check_checkpoint_file(path: str | os.PathLike, what: str) -> None:

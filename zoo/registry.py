@@ -59,6 +59,12 @@ class Entry:
         """The numeric eps (``"8/255"`` -> 0.0313...)."""
         return parse_eps(self.eps)
 
+    @property
+    def robustbench_id(self) -> tuple[str, str, str] | None:
+        """(RobustBench model name, dataset, threat model) when RobustBench lists this model."""
+        name = self.origin.get("robustbench_name")
+        return (name, self.dataset, self.origin.get("robustbench_threat_model") or self.threat_model) if name else None
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("builtin")

@@ -25,7 +25,12 @@ import logging
 import sys
 
 import torch.nn as nn
-from timm.models import build_model_with_cfg, is_model, register_model
+
+from .timm_compat import ensure_timm_hub
+
+ensure_timm_hub()  # before timm's first import
+
+from timm.models import build_model_with_cfg, is_model, register_model  # noqa: E402
 
 from .architectures import KNOWN_ARCHITECTURES, canonical_architecture, create_model
 from .datasets_meta import CLASS_NAMES, NUM_CLASSES
@@ -48,11 +53,10 @@ def timm_name(arch: str) -> str:
 
 def robustbench_timm_name(entry: Entry) -> str | None:
     """The timm name robustbench's ``load_model`` looks up for the entry's RobustBench name (or None)."""
-    name = entry.origin.get("robustbench_name")
-    if not name:
+    if entry.robustbench_id is None:
         return None
-    threat = entry.origin.get("robustbench_threat_model") or entry.threat_model
-    return f"{name.lower().replace('-', '_')}_{entry.dataset.lower()}_{threat.lower()}"
+    name, dataset, threat = entry.robustbench_id
+    return f"{name.lower().replace('-', '_')}_{dataset.lower()}_{threat.lower()}"
 
 
 def pretrained_cfg(arch: str, num_classes: int = 10, **extra) -> dict:
