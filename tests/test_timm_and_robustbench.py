@@ -3,6 +3,7 @@ loopback Hub, and RobustBench's load_model (ours and robustbench's own) reaching
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import zoo
 from zoo.errors import ConfigError, IntegrityError, UnknownNameError
 from zoo.publish import publish
 from zoo.registry import add_user_entry, get_entry
+from zoo.timm_models import register_timm_models
 
 RB_NAME = "Pang2022Robustness_WRN28_10"
 TIMM_RB_NAME = "pang2022robustness_wrn28_10_cifar10_linf"   # robustbench.utils.load_model's timm lookup
@@ -44,6 +46,17 @@ def test_architectures_are_timm_models_that_do_not_normalise_twice():
     torch.testing.assert_close(logits(theirs), logits(ours), rtol=0, atol=0)   # same init, same cifar100 normalisation
     with pytest.raises(ValueError, match="in_chans=3"):
         timm.create_model("preact_resnet_18", in_chans=1)
+
+
+def test_registration_follows_the_registry_and_survives_a_broken_one(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SCORE_ZOO_REGISTRY", str(tmp_path / "registry.json"))
+    add_user_entry(dataclasses.replace(tiny_entry(name="wide"), architecture="wrn-22-3-swish"))
+    assert register_timm_models() == ["wrn_22_3_swish"] and register_timm_models() == []
+    assert timm.create_model("wrn_22_3_swish").logits.in_features == 64 * 3
+    (tmp_path / "registry.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        assert register_timm_models() == []
+    assert "only the built-in entries" in caplog.text and "not valid JSON" in caplog.text
 
 
 def test_timm_loads_a_published_model_from_the_hub_with_zoo_logits(hub, tmp_path):
