@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import warnings
 
 import torch.nn as nn
 
@@ -30,7 +31,9 @@ from .timm_compat import ensure_timm_hub
 
 ensure_timm_hub()  # before timm's first import
 
-from timm.models import build_model_with_cfg, is_model, register_model  # noqa: E402
+with warnings.catch_warnings():  # timm 1.0.9's model modules use the deprecated torch.jit.interface
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
+    from timm.models import build_model_with_cfg, is_model, register_model  # noqa: E402
 
 from .architectures import KNOWN_ARCHITECTURES, canonical_architecture, create_model
 from .datasets_meta import CLASS_NAMES, NUM_CLASSES
