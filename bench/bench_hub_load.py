@@ -42,7 +42,7 @@ def main() -> None:
 
         import zoo
         from zoo.fileio import sha256_file
-        from zoo.hub import publish
+        from zoo.publish import publish
         from zoo.model_dir import WEIGHTS_NAME, make_config, save_model_dir
         from zoo.registry import Entry, add_user_entry
 

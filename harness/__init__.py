@@ -3,11 +3,13 @@
 >>> import harness
 >>> result = harness.evaluate("cifar10-linf", n_examples=1000)
 >>> clean, robust = harness.benchmark(model, n_examples=1000, dataset="cifar10", threat_model="Linf")
+>>> model = harness.load_model("Pang2022Robustness_WRN28_10", dataset="cifar10", threat_model="Linf")
 """
 
 from __future__ import annotations
 
 _LAZY = {"evaluate": "harness.evaluation", "benchmark": "harness.api", "clean_accuracy": "harness.api", "verify": "harness.verification",
+         "load_model": "zoo.robustbench_loader",
          "merge_files": "harness.merge", "EvaluationResult": "harness.results"}
 
 

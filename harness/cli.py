@@ -129,22 +129,32 @@ def merge(shards, out, as_json):
 @click.argument("folder", type=click.Path(file_okay=False), required=False)
 @click.option("--zoo", "include_zoo", is_flag=True, help="Add the zoo's registered entries (their reported figures).")
 @click.option("--dataset", default=None, help="Only this dataset.")
-@click.option("--threat-model", default=None, help="Only this threat model.")
+@click.option("--threat-model", default=None, help="Only this threat model (Linf, L2, L1, corruptions).")
+@click.option("--together", is_flag=True,
+              help="Rank rows that are not leaderboard-grade (subset, unofficial data, custom attacks, reduced "
+                   "iterations, shards) together with the others, marked; by default they are ranked apart.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
-def leaderboard(folder, include_zoo, dataset, threat_model, fmt, out):
-    """Render a leaderboard from a model_info tree (RobustBench's layout works as is) and/or the zoo.
+def leaderboard(folder, include_zoo, dataset, threat_model, together, fmt, out):
+    """Render a leaderboard ranked as RobustBench ranks, from a model_info tree and/or the zoo.
+
+    Linf/L2 rank by `external` where a file has it, else `autoattack_acc`;
+    corruptions by `corruptions_acc`. Files that cannot be ranked are named on
+    stderr with the reason.
 
     \b
     Example:
       score-harness leaderboard robustbench/model_info --dataset cifar10 --threat-model Linf --format html --out lb.html
-      score-harness leaderboard results/ --zoo --dataset cifar10
+      score-harness leaderboard results/ --zoo --dataset cifar10 --together
     """
     from zoo.fileio import atomic_write_text
 
-    from .leaderboard import leaderboard as render
+    from .leaderboard import RENDERERS, build
 
-    text = render(folder, dataset, threat_model, fmt, include_zoo)
+    board = build(folder, dataset, threat_model, include_zoo)
+    for skipped in board.skipped:
+        click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+    text = RENDERERS[fmt](board, together)
     if out:
         atomic_write_text(out, text)
         click.echo(f"wrote {out}", err=True)

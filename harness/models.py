@@ -150,29 +150,10 @@ def _load_weights_file(model: nn.Module, weights: str) -> None:
 
 
 def _robustbench(name: str, dataset: str, threat_model: str, model_dir: str) -> ResolvedModel:
-    import warnings
+    from zoo.robustbench_loader import robustbench_load
 
-    import harness.autoattack_compat  # noqa: F401  (makes `import robustbench` work)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from robustbench.model_zoo import model_dicts
-        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
-        from robustbench.utils import load_model
-
-    try:
-        models = model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)]
-    except (ValueError, KeyError):
-        raise UnknownNameError(f"RobustBench has no {dataset} {threat_model} model zoo") from None
-    if name not in models:
-        raise UnknownNameError(f"RobustBench has no {dataset} {threat_model} model '{name}'."
-                               + close_matches_hint(name, models))
+    model = robustbench_load(name, model_dir, dataset, threat_model)
     checkpoint = Path(model_dir) / dataset / threat_model / f"{name}.pt"
-    try:
-        model = load_model(name, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
-    except Exception as e:  # download or unpickling failures from robustbench
-        raise CheckpointError(f"could not load RobustBench model {name} (expected {checkpoint}, or a network "
-                              f"download): {type(e).__name__}: {e}") from None
     sha = sha256_file(checkpoint) if checkpoint.is_file() else state_dict_sha256(model)
     return ResolvedModel(model, f"{ROBUSTBENCH_PREFIX}{name}", "robustbench", sha, architecture=type(model).__name__,
                          defaults={"dataset": dataset, "threat_model": threat_model})

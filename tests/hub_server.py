@@ -21,12 +21,14 @@ HTTP (``HF_ENDPOINT=http://127.0.0.1:PORT``) and never touch the internet:
   base64 inline files. Commits live in memory with sha1 commit ids and parents.
 - write endpoints require an ``Authorization: Bearer`` token (``HF_TOKEN``).
 - any other path is served from ``static`` (an "origin" web server for the
-  authors' original checkpoints).
+  authors' original checkpoints, or a Google Drive stand-in), keyed by path
+  or by ``path?query``.
 
 Fault switches (``server.faults``), each a set of file paths unless noted:
 ``tamper`` (flip bytes in the body, headers unchanged: a corrupted mirror),
 ``truncate`` (GET sends only half the body, with an honest Content-Length for
-that half, while HEAD announces the full size), ``error500`` (GET answers 500),
+that half, while HEAD announces the full size; for a ``static`` key: the full
+Content-Length, half the body, then the connection closes), ``error500`` (GET answers 500),
 and ``down`` (bool: every request answers 503). ``server.requests`` logs
 ``(method, path)`` of every request, to assert that a warm cache makes none.
 """
@@ -186,12 +188,26 @@ def _make_handler(server: HubServer):
                 return self._api(path)
             if "/resolve/" in path:
                 return self._resolve(path)
-            if path in server.static and self.command in ("GET", "HEAD"):
-                data = server.static[path]
-                return self._send(200, data, {"Content-Type": "application/octet-stream"})
+            query = urlsplit(self.path).query
+            key = f"{path}?{query}" if f"{path}?{query}" in server.static else path
+            if key in server.static and self.command in ("GET", "HEAD"):
+                return self._static(key)
             self._error(404, None, f"not found: {path}")
 
         do_GET = do_HEAD = do_POST = lambda self: self._route()  # noqa: E731
+
+        def _static(self, key: str) -> None:
+            data = server.static[key]
+            content_type = "text/html; charset=utf-8" if data.lstrip()[:1] == b"<" else "application/octet-stream"
+            if key in server.faults["truncate"] and self.command == "GET":
+                self.close_connection = True     # announce the full size, send half, hang up
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                return
+            self._send(200, data, {"Content-Type": content_type})
 
         # -- downloads -----------------------------------------------------
         def _resolve(self, path: str) -> None:
@@ -298,7 +314,7 @@ def _make_handler(server: HubServer):
 
 def use_hub_server(monkeypatch, server: HubServer, tmp_path) -> None:
     """Point huggingface_hub and SCORE Zoo at ``server`` with a fresh cache and user registry."""
-    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "SCORE_ZOO_ORIGIN_ENDPOINT"):
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "SCORE_ZOO_ORIGIN_ENDPOINT", "SCORE_ZOO_GDRIVE_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
@@ -306,3 +322,11 @@ def use_hub_server(monkeypatch, server: HubServer, tmp_path) -> None:
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.setenv("SCORE_ZOO_REGISTRY", str(tmp_path / "registry.json"))
+    # huggingface_hub reads HF_ENDPOINT / HF_HOME once, at import: libraries that call it without
+    # an endpoint or cache (timm) must see what they would if these were set before Python started.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))

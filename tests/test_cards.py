@@ -65,3 +65,37 @@ def test_cli_card_check_and_write(tmp_path):
     assert CliRunner().invoke(main, ["card", "--all", "--check"]).exit_code == 0     # the checked-in cards
     out = CliRunner().invoke(main, ["card", "cifar10-linf", "--stdout"])
     assert out.output == render_card(get_entry("cifar10-linf"))
+
+
+def test_bundled_card_says_bundled_counts_images_right_and_never_claims_the_official_split():
+    entry = get_entry("cifar10-linf-tiny")
+    card = ModelCard(render_card(entry))
+    assert "Not on the Hub yet" not in card.text and "Bundled in the `score-zoo` package" in card.text
+    assert "checked on every load" in card.text and card.data.library_name == "pytorch"
+    results = card.data.eval_results
+    assert all(not r.dataset_split.startswith("test") for r in results)      # a JPEG-decoded copy, not the split
+    assert all(r.dataset_name == "CIFAR-10 (unofficial test copy)" for r in results)
+    clean = {(r.metric_value, r.metric_args["n_examples"], r.dataset_split) for r in results if r.metric_config == "clean"}
+    assert clean == {(60.63, 10000, "unofficial-test-copy"), (58.8, 1000, "unofficial-test-copy[:1000]")}
+    robust = [(r.metric_value, r.metric_args["n_examples"], r.dataset_split) for r in results if r.metric_config != "clean"]
+    assert robust == [(23.2, 1000, "unofficial-test-copy[:1000]")]                # listed once, not per source
+    assert "| CIFAR-10 test copy (unofficial) | Linf 8/255 | 10000 / 1000 | 60.63 | 23.20 |" in card.text
+
+
+def test_origin_only_card_names_both_original_sources_and_the_robustbench_loader():
+    card = ModelCard(render_card(get_entry("cifar10-linf")))
+    assert "Not on the Hub yet" in card.text and "RobustBench's Google Drive copy" in card.text
+    assert card.data.library_name == "pytorch" and "timm" not in card.data.tags and "hf-hub:" not in card.text
+    assert {(r.dataset_split, r.metric_args["n_examples"]) for r in card.data.eval_results} == {("test", 10000)}
+    assert 'load_model("Pang2022Robustness_WRN28_10", dataset="cifar10", threat_model="Linf")' in card.text
+
+
+def test_published_card_is_a_timm_card():
+    entry = dataclasses.replace(get_entry("cifar10-linf"), hub={"repo_id": "org/cifar10-linf", "revision": "a" * 40},
+                                sha256="b" * 64, published=True)
+    card = ModelCard(render_card(entry))
+    assert card.data.library_name == "timm" and "timm" in card.data.tags
+    assert 'timm.create_model("hf-hub:org/cifar10-linf", pretrained=True)' in card.text
+    assert 'zoo.load_model("cifar10-linf")' in card.text and f"pinned revision `{'a' * 40}`" in card.text
+    assert "checked on every download" in card.text and "Not on the Hub yet" not in card.text
+    assert "`pang2022robustness_wrn28_10_cifar10_linf`" in card.text   # robustbench's own loader reaches it

@@ -1,15 +1,19 @@
-"""Leaderboards from a RobustBench-layout model_info tree, verify and the benchmark() drop-in."""
+"""Leaderboards ranked exactly as RobustBench ranks (its own model_info tree and ranking code),
+eligibility marks, skipped files, the HTML page in a real browser; verify and the benchmark() drop-in."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 import harness
 from harness.cli import main
@@ -18,19 +22,34 @@ from harness.leaderboard import leaderboard
 from harness_helpers import centroid_model
 
 RB_DIR = Path(__file__).parent / "data" / "robustbench-model-info"  # RobustBench model_info files
+RB_TREE = Path(__file__).parent / "data" / "robustbench-model-info-tree" / "model_info"  # RobustBench's whole tree
+BOARDS = sorted((p.parent.name, p.name) for p in RB_TREE.glob("*/*") if p.is_dir())
 KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce"], n_iter=5, progress=False)
+EXTERNAL = ["Amini2024MeanSparse_S-WRN-94-16", "Bartoldson2024Adversarial_WRN-94-16"]  # external reorders these
+
+
+def robustbench_order(folder: Path, threat_model: str) -> list[str]:
+    """The order RobustBench's own code gives (ACC_FIELDS + get_key, as its leaderboard template sorts)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from robustbench.model_zoo.enums import ThreatModel
+        from robustbench.utils import ACC_FIELDS, get_key
+    models = [(p.stem, json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+    models.sort(key=lambda m: get_key(m[1], ACC_FIELDS[ThreatModel(threat_model)]), reverse=True)
+    return [name for name, _ in models]
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    """model_info/{dataset}/{threat_model}/{Name}.json, as in RobustBench, plus one of our results."""
+    """model_info/{dataset}/{threat_model}/{Name}.json, as in RobustBench, plus one of our (subset) results."""
     root = tmp_path_factory.mktemp("lb") / "model_info"
-    examples = sorted(RB_DIR.glob("*.json"))
-    for i, path in enumerate(examples):
+    for i, path in enumerate(sorted(RB_DIR.glob("*.json"))):
         info = json.loads(path.read_text())
         dest = root / info["dataset"] / "Linf" / f"Pang2022Robustness_{i}.json"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest)
+    for name in EXTERNAL:
+        shutil.copy(RB_TREE / "cifar10" / "Linf" / f"{name}.json", root / "cifar10" / "Linf" / f"{name}.json")
     out = root / "cifar10" / "Linf" / "Tiny_Centroid.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,32 +57,135 @@ def tree(tmp_path_factory):
     return root, out
 
 
-def test_markdown_sorted_like_robustbench(tree):
+@pytest.mark.parametrize("dataset,threat_model", BOARDS, ids=lambda v: str(v))
+def test_robustbench_tree_ranks_exactly_as_robustbench(dataset, threat_model):
+    [board] = json.loads(leaderboard(RB_TREE, dataset, threat_model, "json"))["leaderboards"]
+    assert [m["key"] for m in board["models"]] == robustbench_order(RB_TREE / dataset / threat_model, threat_model)
+    assert board["not_leaderboard_grade"] == [] and len(board["models"]) == len(list((RB_TREE / dataset / threat_model).glob("*.json")))
+    for m in board["models"]:
+        assert m["best_known_acc"] == (m.get("external") or m.get("autoattack_acc") or m["corruptions_acc"])
+
+
+def test_external_changes_the_order_where_robustbench_says_it_does():
+    for dataset, threat_model in [("cifar10", "Linf"), ("cifar10", "L2"), ("cifar100", "Linf")]:
+        files = sorted((RB_TREE / dataset / threat_model).glob("*.json"))
+        by_autoattack = [p.stem for p in sorted(files, key=lambda p: float(json.loads(p.read_text())["autoattack_acc"]),
+                                                reverse=True)]
+        assert robustbench_order(RB_TREE / dataset / threat_model, threat_model) != by_autoattack
+    text = leaderboard(RB_TREE, "cifar10", "Linf", "md")
+    row = next(line for line in text.splitlines() if "| Amini2024MeanSparse_S-WRN-94-16 |" in line)
+    assert row.startswith("| 2 |") and "| 75.28 | 73.10 | no |" in row            # AutoAttack, best known, unreliable
+    assert "| Xiao2020Enhancing |" in text and "| Alayrac2019Labels |" in text
+    flags = {line.split(" | ")[1]: line.split(" | ")[6] for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()}
+    assert flags["Xiao2020Enhancing"] == "yes" and flags["Alayrac2019Labels"] == "Unknown"   # no 'unreliable' key
+    assert "<br>*It uses additional 300M synthetic images in training.*" in text                 # footnotes kept
+
+
+def test_rows_that_are_not_leaderboard_grade_are_marked_and_ranked_apart(tree):
     root, _ = tree
+    data = json.loads(leaderboard(root, "cifar10", "Linf", "json"))["leaderboards"][0]
+    keys = [m["key"] for m in data["models"]]
+    expected = [k for k in robustbench_order(root / "cifar10" / "Linf", "Linf") if k != "Tiny_Centroid"]
+    assert keys == expected and keys[:2] == EXTERNAL[::-1]     # MeanSparse: AutoAttack 75.28, external 73.10
+    [apart] = data["not_leaderboard_grade"]
+    assert apart["key"] == "Tiny_Centroid" and apart["rank"] == 1 and not apart["leaderboard_grade"]
+    assert apart["not_leaderboard_grade_because"] == [
+        "a subset: 16 of the 10,000 test images", "the bundled JPEG-decoded subset, not the official test files",
+        "custom attacks (apgd-ce)", "reduced attack iterations (n_iter=5)"]
     text = leaderboard(root, "cifar10", "Linf", "md")
-    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    accs = [float(r.split("|")[5]) for r in rows]
-    assert accs == sorted(accs, reverse=True) and rows[-1].split("|")[2].strip() == "Tiny_Centroid"
-    data = json.loads(leaderboard(root, None, None, "json"))
-    assert {(g["dataset"], g["threat_model"]) for g in data} >= {("cifar10", "Linf")}
+    main_table, apart_table = text.split("### Not leaderboard-grade (ranked apart)")
+    assert "Tiny_Centroid" not in main_table and "| 1 | Tiny_Centroid |" in apart_table
+    assert "custom attacks (apgd-ce); reduced attack iterations (n_iter=5) |" in apart_table
+    together = json.loads(leaderboard(root, "cifar10", "Linf", "json", together=True))["leaderboards"][0]
+    assert [m["key"] for m in together["models"]] == robustbench_order(root / "cifar10" / "Linf", "Linf")
+    assert together["not_leaderboard_grade"] == []
+    cli = CliRunner().invoke(main, ["leaderboard", str(root), "--dataset", "cifar10", "--together"])
+    assert cli.exit_code == 0 and "### Not leaderboard-grade" not in cli.stdout
+    assert "| Not leaderboard-grade because |" in cli.stdout and "| Tiny_Centroid |" in cli.stdout
 
 
-def test_html_renders_in_headless_chromium(tree, tmp_path):
+def test_zoo_entries_join_with_their_eligibility(tree):
+    root, _ = tree
+    board = json.loads(leaderboard(root, "cifar10", "Linf", "json", include_zoo=True))["leaderboards"][0]
+    main_keys = [m["key"] for m in board["models"]]
+    assert {"cifar10-linf", "cifar10-linf-wrn70-16"} <= set(main_keys)
+    values = [float(m["best_known_acc"]) for m in board["models"]]
+    assert values == sorted(values, reverse=True)
+    apart = {m["key"]: m["not_leaderboard_grade_because"] for m in board["not_leaderboard_grade"]}
+    assert apart["cifar10-linf-tiny"] == ["a subset: 1,000 of the 10,000 test images",
+                                          "cifar10_test.npz, a copy of the test data, not the official test files"]
+    assert set(apart) == {"cifar10-linf-tiny", "cifar10-linf-tiny-trades", "Tiny_Centroid"}
+    zoo_only = CliRunner().invoke(main, ["leaderboard", "--zoo", "--dataset", "cifar100"])
+    assert zoo_only.exit_code == 0 and "cifar100-linf-wrn70-16" in zoo_only.output and "| 33.05 |" in zoo_only.output
+    neither = CliRunner().invoke(main, ["leaderboard"])
+    assert neither.exit_code == 1 and "--zoo" in neither.output
+
+
+def test_files_that_cannot_be_ranked_are_named_with_the_reason(tmp_path):
+    root = tmp_path / "model_info" / "cifar10" / "Linf"
+    root.mkdir(parents=True)
+    good = json.loads((RB_DIR / "cifar10_Linf_Pang2022Robustness_WRN28_10.json").read_text())
+    (root / "Good.json").write_text(json.dumps(good))
+    (root / "NoAA.json").write_text(json.dumps({k: v for k, v in good.items() if k != "autoattack_acc"}))
+    (root / "NoClean.json").write_text(json.dumps({k: v for k, v in good.items() if k != "clean_acc"}))
+    (root / "Text.json").write_text(json.dumps({**good, "clean_acc": "eighty"}))
+    (root / "List.json").write_text("[1, 2]")
+    (root / "Broken.json").write_text("{not json")
+    (root / "Good.state").mkdir()                                  # harness progress folders are not model_info
+    (root / "Good.state" / "config.json").write_text("{}")
+    out = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "model_info"), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    reasons = {Path(s["path"]).name: s["reason"] for s in json.loads(out.stdout)["skipped"]}
+    assert reasons == {"Broken.json": reasons["Broken.json"], "List.json": "not a JSON object",
+                       "NoAA.json": "lacks external and autoattack_acc", "NoClean.json": "lacks clean_acc",
+                       "Text.json": "clean_acc is not a number ('eighty')"}
+    assert reasons["Broken.json"].startswith("not valid JSON")
+    for name, reason in reasons.items():
+        assert f"skipped {root / name}: {reason}" in out.stderr
+    assert [m["key"] for m in json.loads(out.stdout)["leaderboards"][0]["models"]] == ["Good"]
+    (root / "Good.json").unlink()
+    empty = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "model_info")])
+    assert empty.stdout == "No results found (5 file(s) skipped).\n" and empty.stderr.count("skipped ") == 5
+
+
+def _browser() -> str:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but chromium is not installed: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (CI installs it)")
+    return chromium
+
+
+def test_html_page_renders_in_headless_chromium(tree, tmp_path):
     root, _ = tree
     page = tmp_path / "lb.html"
     result = CliRunner().invoke(main, ["leaderboard", str(root), "--dataset", "cifar10", "--format", "html",
                                        "--out", str(page)])
     assert result.exit_code == 0, result.output
     html = page.read_text()
-    assert "<svg" in html and 'src="http' not in html  # self-contained: nothing to fetch
-    assert "A &lt;tiny&gt; &amp; linear model" in html and "<script src" not in html
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed")
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          "--virtual-time-budget=2000", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
-    assert "<table" in dom and "Tiny_Centroid" in dom and dom.count("<circle") == dom.count("<tr>") - 1
+    assert "<svg" in html and 'src="http' not in html and "<script src" not in html  # self-contained
+    assert "A &lt;tiny&gt; &amp; linear model" in html
+    chromium = _browser()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--hide-scrollbars",
+             "--virtual-time-budget=2000", "--window-size=1400,2200"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    tables = dom.split('<table class="')[1:]
+    assert [t.split('"')[0] for t in tables] == ["lb", "lb apart"]
+    rendered = [[chunk.split('"')[0] for chunk in t.split("</table>")[0].split('data-key="')[1:]] for t in tables]
+    expected = [k for k in robustbench_order(root / "cifar10" / "Linf", "Linf") if k != "Tiny_Centroid"]
+    assert rendered == [expected, ["Tiny_Centroid"]]
+    assert dom.count('<circle class="pt"') == len(expected) and dom.count('<circle class="pt apart"') == 1
+    shot = tmp_path / "lb.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (2200, 1400)
+    assert (pixels.min(axis=2) < 200).mean() > 0.01                            # not blank: text and table lines
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    points = (b > r + 50) & (g > r + 20)          # the plot's #3465a4 dots (links are pure blue: r == g)
+    ring = (r > g + 60) & (r > b + 60)            # the red ring of the not-leaderboard-grade point
+    assert points.sum() > 20 * len(expected) and ring.sum() > 10
 
 
 def test_verify_consistent_and_inconsistent(tree, tmp_path):
@@ -86,17 +208,3 @@ def test_benchmark_is_robustbench_compatible():
         clean, robust = harness.benchmark(centroid_model(), n_examples=8, dataset="cifar10", threat_model="Linf",
                                           data_dir=None, batch_size=8, eps=0.5, device="cpu")
     assert 0 < clean <= 1 and robust == 0.0  # eps 0.5 breaks a linear model, so later attacks are skipped
-
-
-def test_zoo_entries_join_the_leaderboard(tree):
-    root, _ = tree
-    out = json.loads(leaderboard(root, "cifar10", "Linf", "json", include_zoo=True))
-    models = out[0]["models"]
-    keys = [m["key"] for m in models]
-    assert {"cifar10-linf", "cifar10-linf-wrn70-16"} <= set(keys)
-    robust = [float(m["autoattack_acc"]) for m in models]
-    assert robust == sorted(robust, reverse=True)
-    zoo_only = CliRunner().invoke(main, ["leaderboard", "--zoo", "--dataset", "cifar100"])
-    assert zoo_only.exit_code == 0 and "cifar100-linf-wrn70-16" in zoo_only.output and "| 33.05 |" in zoo_only.output
-    neither = CliRunner().invoke(main, ["leaderboard"])
-    assert neither.exit_code == 1 and "--zoo" in neither.output

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import zoo
 from zoo.cli import main
 from zoo.errors import HubError, IntegrityError
-from zoo.hub import publish
+from zoo.publish import publish
 from zoo.model_dir import make_config, save_model_dir
 from zoo.registry import Entry, add_user_entry, get_entry
 

@@ -11,7 +11,7 @@ from test_hub_load import save_tiny, tiny_entry
 import zoo
 from zoo.cli import main
 from zoo.errors import HubError
-from zoo.hub import publish
+from zoo.publish import publish
 from zoo.registry import add_user_entry, get_entry
 
 EVALUATION = {  # a score-harness result, with some provenance keys missing

@@ -16,15 +16,23 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from .datasets_meta import NUM_CLASSES
+from .datasets_meta import NUM_CLASSES, TEST_SIZE
+from .eligibility import backing_evaluation, data_problem
 from .errors import ConfigError
 from .fileio import atomic_write_text, read_json
 from .registry import BUILTIN_DIR, Entry
+from .timm_models import robustbench_timm_name
 
 CARDS_DIR_NAME = "model_cards"
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
+HARNESS = "SCORE Zoo harness"
 HF_DATASET_IDS = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn"}
-LIBRARY_NAME = "pytorch"
+
+
+
+def on_hub(entry: Entry) -> bool:
+    """Published entries load with timm from the Hub (``library_name: timm``); the others are plain PyTorch."""
+    return bool(entry.hub.get("repo_id"))
 
 
 # --------------------------------------------------------------- evaluations --
@@ -80,6 +88,7 @@ def summarize_evaluation(result: dict, entry: Entry) -> dict:
         "versions": ev.get("versions") or {},
         "weights_sha256": ev.get("weights_sha256"),
         "started_at": ev.get("started_at"),
+        "data_problem": data_problem(ev),
     }
 
 
@@ -90,43 +99,68 @@ def _source_url(entry: Entry) -> str:
     return entry.source.get("link") or entry.source.get("code") or "https://robustbench.github.io"
 
 
+def test_data(entry: Entry, n: int | None, data_problem: str | None) -> tuple[str, str]:
+    """(dataset name, split) of a figure: ``test`` / ``test[:N]`` on the official files, else an unofficial copy."""
+    name = DATASET_NAMES.get(entry.dataset, entry.dataset)
+    prefix = "" if n in (None, TEST_SIZE.get(entry.dataset)) else f"[:{n}]"
+    if data_problem is None:
+        return name, f"test{prefix}"
+    return f"{name} (unofficial test copy)", f"unofficial-test-copy{prefix}"
+
+
 def eval_results(entry: Entry, evaluations: list[dict]) -> list[EvalResult]:
-    """model-index results: the reported figures, then each zoo evaluation (clean + AutoAttack)."""
-    def pair(clean, robust, split, threat, eps, attack, n, source_name, source_url):
-        common = dict(task_type="image-classification", task_name="Image Classification",
-                      dataset_type=HF_DATASET_IDS.get(entry.dataset, entry.dataset),
-                      dataset_name=DATASET_NAMES.get(entry.dataset, entry.dataset), dataset_split=split,
-                      metric_type="accuracy", source_name=source_name, source_url=source_url)
-        args = {"threat_model": threat, "eps": str(eps), "n_examples": n}
+    """model-index results: the reported figures, then each zoo evaluation (clean + AutoAttack).
+
+    Each figure carries the number of images it was measured on and, for data
+    that is not the official test files, an unofficial split name.
+    """
+    def pair(clean, robust, threat, eps, attack, n, clean_n, data, source_name, source_url):
+        def common(count):
+            name, split = test_data(entry, count, data)
+            return dict(task_type="image-classification", task_name="Image Classification",
+                        dataset_type=HF_DATASET_IDS.get(entry.dataset, entry.dataset), dataset_name=name,
+                        dataset_split=split, metric_type="accuracy", source_name=source_name, source_url=source_url)
+
         out = []
         if clean is not None:
             out.append(EvalResult(metric_value=clean, metric_name=f"Clean accuracy ({source_name})",
-                                  metric_config="clean", metric_args={"n_examples": n}, **common))
+                                  metric_config="clean", metric_args={"n_examples": clean_n}, **common(clean_n)))
         if robust is not None:
             out.append(EvalResult(metric_value=robust, metric_name=f"AutoAttack accuracy, {threat} eps={eps} ({source_name})",
-                                  metric_config=f"{threat}-{eps} {attack}", metric_args={**args, "attack": attack},
-                                  **common))
+                                  metric_config=f"{threat}-{eps} {attack}",
+                                  metric_args={"threat_model": threat, "eps": str(eps), "n_examples": n, "attack": attack},
+                                  **common(n)))
         return out
 
     rep = entry.reported
     by = rep.get("by", "reported")
-    url = "https://robustbench.github.io" if "robustbench" in by.lower() else _source_url(entry)
-    results = pair(_float(rep.get("clean_acc")), _float(rep.get("autoattack_acc")), "test", entry.threat_model,
-                   entry.eps, rep.get("attack", "AutoAttack standard"), rep.get("n_examples"), by, url)
+    harness_url = entry.source.get("code") or _source_url(entry)
+    url = ("https://robustbench.github.io" if "robustbench" in by.lower()
+           else harness_url if by == HARNESS else _source_url(entry))
+    backing = backing_evaluation(entry, evaluations)
+    results = pair(_float(rep.get("clean_acc")), _float(rep.get("autoattack_acc")), entry.threat_model, entry.eps,
+                   rep.get("attack", "AutoAttack standard"), rep.get("n_examples"),
+                   rep.get("clean_n_examples") or rep.get("n_examples"),
+                   data_problem(backing) if backing else None, by, url)
     for result in evaluations:
         s = summarize_evaluation(result, entry)
-        split = "test" if s["n_examples"] in (None, 10000) else f"test[:{s['n_examples']}]"
-        results += pair(s["clean"], s["robust"], split, s["threat_model"], s["eps"], f"AutoAttack {s['version']}",
-                        s["n_examples"], "SCORE Zoo harness", entry.source.get("code") or _source_url(entry))
-    return results
+        results += pair(s["clean"], s["robust"], s["threat_model"], s["eps"], f"AutoAttack {s['version']}",
+                        s["n_examples"], s["n_examples"], s["data_problem"], HARNESS, harness_url)
+    unique = {}  # the reported figure is often one of the evaluations: list it once
+    for r in results:
+        unique.setdefault((r.metric_config, r.metric_value, r.dataset_split, r.source_name), r)
+    return list(unique.values())
 
 
 def card_data(entry: Entry, evaluations: list[dict]) -> ModelCardData:
     """The Hub metadata (YAML front matter) of an entry's card."""
     tags = ["adversarial-robustness", "robustbench", "image-classification", "score", "safetensors",
             "score-zoo", entry.dataset, f"{entry.threat_model.lower()}-robustness", entry.architecture]
+    if on_hub(entry):
+        tags.insert(0, "timm")
     return ModelCardData(
-        license=entry.license, library_name=LIBRARY_NAME, pipeline_tag="image-classification", tags=tags,
+        license=entry.license, library_name="timm" if on_hub(entry) else "pytorch",
+        pipeline_tag="image-classification", tags=tags,
         datasets=[HF_DATASET_IDS.get(entry.dataset, entry.dataset)], metrics=["accuracy"],
         model_name=entry.name, eval_results=eval_results(entry, evaluations),
     )
@@ -159,22 +193,47 @@ def _acc(value) -> str:
     return "-" if value is None else f"{float(value):.2f}"
 
 
+def _interop_section(entry: Entry) -> list[str]:
+    """timm (published entries) and RobustBench (entries RobustBench lists) snippets."""
+    lines = []
+    if on_hub(entry):
+        lines += ["With timm (importing `zoo` registers its architectures; timm does not check the sha256):", "",
+                  "```python", "import timm", "import zoo  # noqa: F401", "",
+                  f'model = timm.create_model("hf-hub:{entry.hub["repo_id"]}", pretrained=True).eval()', "```", ""]
+    if entry.robustbench_id:
+        name, dataset, threat = entry.robustbench_id
+        lines += ["With RobustBench's `load_model` signature (the weights `zoo.load_model` gets):", "",
+                  "```python", "from harness import load_model", "",
+                  f'model = load_model("{name}", dataset="{dataset}", threat_model="{threat}")', "```", ""]
+        if on_hub(entry):
+            lines += ["`robustbench.utils.load_model` itself returns these weights too once `zoo` is imported "
+                      f"(through timm, as `{robustbench_timm_name(entry)}`).", ""]
+    return lines
+
+
 def _weights_section(entry: Entry) -> list[str]:
     lines = ["## Weights", ""]
-    if entry.hub.get("repo_id"):
+    local = entry.local_path()
+    if on_hub(entry):
         rev = entry.hub.get("revision")
         lines.append(f"- Hub: [`{entry.hub['repo_id']}`](https://huggingface.co/{entry.hub['repo_id']})"
                      + (f", pinned revision `{rev}`" if rev else ""))
+    elif local is not None and entry.builtin:
+        lines.append(f"- Bundled in the `score-zoo` package (`zoo/{entry.local_dir}/`): `score-zoo load {entry.name}` "
+                     "uses it as it is, with no download.")
+    elif local is not None:
+        lines.append(f"- A local model directory: `{local}`.")
     else:
-        lines.append("- Not on the Hub yet: `score-zoo load` imports the authors' original checkpoint "
-                     "(trusting its hash on first use) until it is published.")
+        lines.append("- Not on the Hub yet: `score-zoo load` imports the authors' original checkpoint (falling back "
+                     "to RobustBench's Google Drive copy) and trusts its hash on first use, until it is published.")
     if entry.sha256:
-        lines.append(f"- `model.safetensors` sha256: `{entry.sha256}` (checked on every download)")
+        when = "every download" if on_hub(entry) else "every load"
+        lines.append(f"- `model.safetensors` sha256: `{entry.sha256}` (checked on {when})")
     if entry.origin.get("url"):
         lines.append(f"- Original checkpoint: <{entry.origin['url']}>")
-    if entry.origin.get("robustbench_name"):
-        lines.append(f"- RobustBench: `{entry.origin['robustbench_name']}` "
-                     f"({entry.dataset}, {entry.origin.get('robustbench_threat_model', entry.threat_model)})")
+    if entry.robustbench_id:
+        name, dataset, threat = entry.robustbench_id
+        lines.append(f"- RobustBench: `{name}` ({dataset}, {threat})")
     return lines + [""]
 
 
@@ -184,17 +243,23 @@ def _examples(rep: dict) -> str:
     return f"{clean_n} / {n}" if clean_n not in (None, n) else str(n)
 
 
+def _test_name(entry: Entry, problem: str | None) -> str:
+    name = DATASET_NAMES.get(entry.dataset, entry.dataset)
+    return f"{name} test" if problem is None else f"{name} test copy (unofficial)"
+
+
 def _results_section(entry: Entry, evaluations: list[dict]) -> list[str]:
     rep = entry.reported
+    backing = backing_evaluation(entry, evaluations)
     lines = ["## Results", "",
              "| source | dataset | threat model | examples (clean / AA) | clean (%) | AutoAttack (%) |",
              "|---|---|---|---|---|---|",
-             f"| {rep.get('by', 'reported')} | {DATASET_NAMES.get(entry.dataset, entry.dataset)} test | "
+             f"| {rep.get('by', 'reported')} | {_test_name(entry, data_problem(backing) if backing else None)} | "
              f"{entry.threat_model} {entry.eps} | {_examples(rep)} | {_acc(rep.get('clean_acc'))} | "
              f"{_acc(rep.get('autoattack_acc'))} |"]
     for result in evaluations:
         s = summarize_evaluation(result, entry)
-        lines.append(f"| SCORE Zoo harness (AutoAttack {s['version']}) | {DATASET_NAMES.get(s['dataset'], s['dataset'])} test "
+        lines.append(f"| SCORE Zoo harness (AutoAttack {s['version']}) | {_test_name(entry, s['data_problem'])} "
                      f"| {s['threat_model']} {s['eps']} | {s['n_examples'] or '-'} | {_acc(s['clean'])} | {_acc(s['robust'])} |")
     for i, result in enumerate(evaluations, 1):
         s = summarize_evaluation(result, entry)
@@ -247,6 +312,7 @@ def render_body(entry: Entry, evaluations: list[dict]) -> str:
         "```", "",
         f"Architecture `{entry.architecture}`, {entry.num_classes} classes, input normalisation inside the model.", "",
     ]
+    lines += _interop_section(entry)
     lines += _weights_section(entry)
     lines += _results_section(entry, evaluations)
     lines += [

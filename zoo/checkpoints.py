@@ -16,11 +16,14 @@ import torch
 from .architectures import create_model
 from .datasets_meta import NUM_CLASSES, check_dataset
 from .errors import CheckpointError
-from .model_dir import load_state_dict_strict, make_config, save_model_dir
+from .model_dir import load_state_dict_strict, load_weights, make_config, save_model_dir
 
 # Where the weights sit inside the known checkpoint layouts, in order of preference:
 # the SCORE releases keep the EMA (averaged) weights under 'model_state_dict'.
 _NESTED_KEYS = ("model_state_dict", "state_dict", "model")
+# torch.save writes a zip archive (PyTorch >= 1.6) or, in the legacy format, a pickle.
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -28,10 +31,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if head.lstrip()[:1] == b"<" or b"<html" in head.lower():
-        raise CheckpointError(f"{path} is an HTML page, not a checkpoint (a failed download?); download it again")
+    check_checkpoint_file(path, str(path))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -41,6 +41,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first[:160]})") from None
     return extract_state_dict(obj, str(path))
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a ``.pt`` checkpoint (read as ``read_checkpoint`` does)."""
+    return load_weights(path) if str(path).endswith(".safetensors") else read_checkpoint(path)
+
+
+def check_checkpoint_file(path: str | os.PathLike, what: str) -> None:
+    """Refuse a file that cannot be a PyTorch checkpoint: empty, an HTML page, neither zip nor pickle.
+
+    ``what`` names the file in the message (a path, or where a download came from).
+    """
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        raise CheckpointError(f"{what} is empty, not a checkpoint (a failed download?)")
+    if head.lstrip()[:1] == b"<" or b"<html" in head.lower():
+        raise CheckpointError(f"{what} is an HTML page, not a checkpoint (a failed download?)")
+    if not head.startswith(_ZIP_MAGIC) and head[:1] != _PICKLE_PROTO:
+        raise CheckpointError(f"{what} is not a PyTorch checkpoint (it starts with {head[:12]!r})")
 
 
 def extract_state_dict(obj, source: str) -> dict[str, torch.Tensor]:

@@ -21,6 +21,11 @@ def main():
     """
 
 
+SOURCE_LABELS = {"model-dir": "model directory", "bundled": "bundled in the package", "local": "local model directory",
+                 "hub": "Hugging Face Hub", "authors": "the authors' server (imported)",
+                 "robustbench-gdrive": "RobustBench's Google Drive copy (imported)"}
+
+
 def _fmt_acc(value) -> str:
     return "-" if value is None else f"{float(value):.2f}"
 
@@ -111,8 +116,10 @@ def import_cmd(checkpoint, arch, num_classes, dataset, threat_model, eps, out_di
 def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
     """Download (or find in the cache), verify and load a model; print where it is.
 
-    The weights are checked against the entry's sha256 before use. Set
-    HF_HUB_OFFLINE=1 to use only the local cache; HF_ENDPOINT, HF_HOME and
+    Sources, in order: the copy bundled in the package, the Hub (pinned
+    revision, sha256-checked), else the original checkpoint imported once from
+    the authors' server or, when that fails, RobustBench's Google Drive copy.
+    Set HF_HUB_OFFLINE=1 to use only the local cache; HF_ENDPOINT, HF_HOME and
     HF_TOKEN are honoured as by huggingface_hub.
 
     \b
@@ -120,20 +127,20 @@ def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
       score-zoo load cifar10-linf
       HF_HUB_OFFLINE=1 score-zoo load cifar10-linf --json
     """
-    from pathlib import Path
-
-    from . import load_model_dir, resolve_model_dir
+    from . import load_model_dir, locate
     from .fileio import sha256_file
-    from .model_dir import CONFIG_NAME, WEIGHTS_NAME
+    from .model_dir import WEIGHTS_NAME
 
-    model_dir, expected = resolve_model_dir(name, revision)
-    model = load_model_dir(model_dir, device=device, expected_sha256=expected)
-    entry = None if (Path(name) / CONFIG_NAME).is_file() else registry.get_entry(name)
+    found = locate(name, revision)
+    model = load_model_dir(found.path, device=device, expected_sha256=found.sha256)
+    entry = None if found.source == "model-dir" else registry.get_entry(name)
     info = {
         "name": name,
-        "path": str(model_dir),
-        "sha256": expected or sha256_file(model_dir / WEIGHTS_NAME),
-        "verified": expected is not None,
+        "path": str(found.path),
+        "source": found.source,
+        "source_detail": found.detail,
+        "sha256": found.sha256 or sha256_file(found.path / WEIGHTS_NAME),
+        "verified": found.sha256 is not None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "architecture": type(model).__name__,
         "hub": entry.hub if entry else {},
@@ -143,8 +150,9 @@ def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
         echo_json(info)
         return
     click.echo(f"{name}: {info['parameters']:,} parameters, loaded in eval mode on {device}")
+    click.echo(f"source     {SOURCE_LABELS[found.source]} ({found.detail})")
     click.echo(f"cached at  {info['path']}")
-    click.echo(f"sha256     {info['sha256']} ({'verified against the registry' if expected else 'not pinned by the registry'})")
+    click.echo(f"sha256     {info['sha256']} ({'verified against the registry' if found.sha256 else 'not pinned by the registry'})")
     if info["reported"]:
         rep = info["reported"]
         click.echo(f"reported   clean {_fmt_acc(rep.get('clean_acc'))}%, AutoAttack {_fmt_acc(rep.get('autoattack_acc'))}% "
@@ -177,7 +185,7 @@ def publish_cmd(entry_or_dir, repo_id, model_dir, eval_files, private, dry_run, 
     from pathlib import Path
 
     from .cards import entry_evaluations, read_evaluation
-    from .hub import entry_from_model_dir, publish
+    from .publish import entry_from_model_dir, publish
     from .model_dir import CONFIG_NAME
 
     if (Path(entry_or_dir) / CONFIG_NAME).is_file():

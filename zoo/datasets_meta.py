@@ -6,6 +6,27 @@ from .errors import UnknownNameError, close_matches_hint
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10}
 
+# Size of the official test split (a leaderboard evaluation uses all of it).
+TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032}
+
+# Label names in label order (CIFAR-100: the fine labels, which are in alphabetical order).
+CLASS_NAMES = {
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "cifar100": (
+        "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+        "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+        "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
+        "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
+        "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+        "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+        "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
+        "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
+        "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+        "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+    ),
+    "svhn": tuple(str(d) for d in range(10)),
+}
+
 # Per-channel mean / std used for input normalisation inside the models
 # (the values of RobustBench's DMWideResNet models for each dataset).
 MEAN_STD = {

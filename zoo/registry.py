@@ -59,6 +59,12 @@ class Entry:
         """The numeric eps (``"8/255"`` -> 0.0313...)."""
         return parse_eps(self.eps)
 
+    @property
+    def robustbench_id(self) -> tuple[str, str, str] | None:
+        """(RobustBench model name, dataset, threat model) when RobustBench lists this model."""
+        name = self.origin.get("robustbench_name")
+        return (name, self.dataset, self.origin.get("robustbench_threat_model") or self.threat_model) if name else None
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("builtin")
@@ -124,14 +130,15 @@ def _read_user_entries() -> list[Entry]:
     return [entry_from_dict(d, str(path), builtin=False) for d in data["entries"]]
 
 
-def _read_builtin_entries() -> list[Entry]:
+def builtin_entries() -> list[Entry]:
+    """The entries shipped with the package."""
     return [entry_from_dict(read_json(p, "registry entry"), str(p), builtin=True)
             for p in sorted(BUILTIN_DIR.glob("*.json"))]
 
 
 def list_entries() -> list[Entry]:
     """All entries, built-in first, user entries overriding same-named ones."""
-    entries = {e.name: e for e in _read_builtin_entries()}
+    entries = {e.name: e for e in builtin_entries()}
     entries.update({e.name: e for e in _read_user_entries()})
     return sorted(entries.values(), key=lambda e: (e.dataset, e.name))
 

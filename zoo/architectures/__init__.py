@@ -4,6 +4,8 @@ Names:
 - ``wrn-D-W-swish`` / ``wrn-D-W`` (ReLU): DeepMind-style WideResNet of any
   depth D = 6n+4 and width W, identical to RobustBench's ``DMWideResNet``.
 - ``preact-resnet-18``.
+
+timm's spelling (underscores: ``wrn_28_10_swish``) names the same models.
 """
 
 from __future__ import annotations
@@ -37,27 +39,39 @@ def list_architectures() -> list[str]:
     return list(KNOWN_ARCHITECTURES)
 
 
-def create_model(arch: str, num_classes: int | None = None, dataset: str = "cifar10") -> nn.Module:
-    """Build an untrained model by architecture name, normalising for ``dataset``.
+def canonical_architecture(arch: str) -> str:
+    """The zoo's spelling of an architecture name; timm's (``wrn_28_10_swish``) is accepted too.
 
-    ``num_classes`` defaults to the dataset's number of classes.
+    Raises ``UnknownNameError`` for a name that is not an architecture.
     """
-    dataset = check_dataset(dataset)
-    num_classes = NUM_CLASSES[dataset] if num_classes is None else int(num_classes)
-    mean, std = MEAN_STD[dataset]
-    name = arch.lower()
+    name = arch.lower().replace("_", "-")
     m = _WRN.match(name)
     if m:
         depth, width = int(m.group(1)), int(m.group(2))
         if (depth - 4) % 6 != 0 or depth < 10 or width < 1:
             raise UnknownNameError(f"invalid WideResNet '{arch}': depth must be 6n+4 (10, 16, 28, 34, 70, ...) and width >= 1")
-        return WideResNet(num_classes, depth, width, m.group(3) or "relu", mean, std)
+        return name
     if name == "preact-resnet-18":
-        return PreActResNet((2, 2, 2, 2), num_classes, mean, std)
+        return name
     raise UnknownNameError(
         f"unknown architecture '{arch}'; known: {', '.join(KNOWN_ARCHITECTURES)} (or any wrn-D-W[-swish])."
         + close_matches_hint(name, KNOWN_ARCHITECTURES)
     )
 
 
-__all__ = ["create_model", "list_architectures", "WideResNet", "PreActResNet", "KNOWN_ARCHITECTURES"]
+def create_model(arch: str, num_classes: int | None = None, dataset: str = "cifar10") -> nn.Module:
+    """Build an untrained model by architecture name, normalising for ``dataset``.
+
+    ``num_classes`` defaults to the dataset's number of classes.
+    """
+    name = canonical_architecture(arch)
+    dataset = check_dataset(dataset)
+    num_classes = NUM_CLASSES[dataset] if num_classes is None else int(num_classes)
+    mean, std = MEAN_STD[dataset]
+    m = _WRN.match(name)
+    if m:
+        return WideResNet(num_classes, int(m.group(1)), int(m.group(2)), m.group(3) or "relu", mean, std)
+    return PreActResNet((2, 2, 2, 2), num_classes, mean, std)
+
+
+__all__ = ["canonical_architecture", "create_model", "list_architectures", "WideResNet", "PreActResNet", "KNOWN_ARCHITECTURES"]

@@ -1,0 +1,75 @@
+"""Whether a result is leaderboard-grade, read from its evaluation provenance.
+
+RobustBench's leaderboards hold standard-AutoAttack evaluations on the whole
+official test split. A result measured on a prefix of the test set, on a copy
+of the data that is not the official files (the bundled JPEG-decoded subset,
+any ``.npz`` copy), with custom attacks, another AutoAttack version or reduced
+iterations, or one shard of an evaluation, is not: each such fact is one reason
+here. A result without provenance (a RobustBench model_info file) has none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .datasets_meta import TEST_SIZE
+from .registry import Entry
+
+LEADERBOARD_VERSION = "standard"
+
+
+def data_problem(evaluation: dict) -> str | None:
+    """Why the evaluated images are not the official test files, or None when nothing says so."""
+    data = evaluation.get("data") if isinstance(evaluation.get("data"), dict) else {}
+    source = str(data.get("source") or "")
+    if source == "bundled-subset":
+        return "the bundled JPEG-decoded subset, not the official test files"
+    if source.endswith(".npz"):
+        return f"{Path(source).name}, a copy of the test data, not the official test files"
+    return None
+
+
+def problems(evaluation: dict, dataset: str) -> list[str]:
+    """The reasons an evaluation (a result's ``evaluation`` object) is not leaderboard-grade."""
+    out = []
+    n, full = evaluation.get("n_examples"), TEST_SIZE.get(dataset)
+    shard = evaluation.get("shard")
+    if isinstance(shard, dict):
+        out.append(f"one shard ({shard.get('index')}/{shard.get('count')}) of an evaluation: merge the shards")
+    elif isinstance(n, int) and full and n < full:
+        out.append(f"a subset: {n:,} of the {full:,} test images")
+    data = data_problem(evaluation)
+    if data:
+        out.append(data)
+    aa = evaluation.get("autoattack") if isinstance(evaluation.get("autoattack"), dict) else {}
+    version = aa.get("version") or evaluation.get("version")
+    if version == "custom":
+        out.append(f"custom attacks ({', '.join(aa.get('attacks') or []) or 'unnamed'})")
+    elif version and version != LEADERBOARD_VERSION:
+        out.append(f"AutoAttack version {version} (leaderboards use {LEADERBOARD_VERSION})")
+    if aa.get("n_iter"):
+        out.append(f"reduced attack iterations (n_iter={aa['n_iter']})")
+    return out
+
+
+def backing_evaluation(entry: Entry, evaluations: list[dict]) -> dict | None:
+    """The evaluation whose AutoAttack figure the entry reports (same accuracy and examples), if listed."""
+    rep = entry.reported
+    for result in evaluations:
+        ev = result.get("evaluation") if isinstance(result.get("evaluation"), dict) else {}
+        try:
+            same = abs(float(result["autoattack_acc"]) - float(rep["autoattack_acc"])) < 0.005
+        except (KeyError, TypeError, ValueError):
+            continue
+        if same and ev.get("n_examples") in (None, rep.get("n_examples")):
+            return ev
+    return None
+
+
+def entry_problems(entry: Entry, evaluations: list[dict]) -> list[str]:
+    """The reasons an entry's reported AutoAttack figure is not leaderboard-grade."""
+    ev = backing_evaluation(entry, evaluations)
+    if ev is not None:
+        return problems(ev, entry.dataset)
+    n, full = entry.reported.get("n_examples"), TEST_SIZE.get(entry.dataset)
+    return [f"a subset: {n:,} of the {full:,} test images"] if isinstance(n, int) and full and n < full else []

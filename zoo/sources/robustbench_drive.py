@@ -1,0 +1,74 @@
+"""Source 3: RobustBench's copy of a checkpoint on Google Drive (the entry's ``origin.gdrive_id``).
+
+Fetched as robustbench's own loader fetches it: ``gdown`` on
+``https://drive.google.com/uc?id=ID`` (``$SCORE_ZOO_GDRIVE_ENDPOINT`` replaces
+the scheme and host: a mirror, or a test server). Drive is known to answer with
+an HTML page (quota, virus-scan notice) instead of the file; gdown saves
+whatever it gets, so the caller checks the bytes before importing them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..errors import HubError
+from ..registry import Entry
+
+NAME = "robustbench-gdrive"
+LABEL = "RobustBench's Google Drive copy"
+ENDPOINT_ENV = "SCORE_ZOO_GDRIVE_ENDPOINT"
+DRIVE = "https://drive.google.com"
+
+
+def applies(entry: Entry) -> bool:
+    """Whether RobustBench keeps a copy of the entry's checkpoint."""
+    return bool(entry.origin.get("gdrive_id"))
+
+
+def pinned_sha256(entry: Entry) -> str | None:
+    """The sha256 the entry pins for RobustBench's copy, if any."""
+    return entry.origin.get("gdrive_sha256")
+
+
+def url(entry: Entry) -> str:
+    """The Drive download URL of the copy (robustbench's form), honouring ``$SCORE_ZOO_GDRIVE_ENDPOINT``."""
+    endpoint = (os.environ.get(ENDPOINT_ENV) or DRIVE).rstrip("/")
+    return f"{endpoint}/uc?id={entry.origin['gdrive_id']}"
+
+
+def file_name(entry: Entry) -> str:
+    """The name robustbench gives the file: ``{robustbench_name}.pt``."""
+    return f"{entry.origin.get('robustbench_name') or entry.name}.pt"
+
+
+def download(entry: Entry, dest: Path) -> str:
+    """Fetch the copy to ``dest`` with gdown; return the URL it came from."""
+    import gdown
+    import requests
+
+    where = url(entry)
+    progress = sys.stderr.isatty()  # gdown's own progress bar, on a terminal only
+    try:
+        saved = gdown.download(url=where, output=str(dest), quiet=not progress)
+    except (gdown.exceptions.FileURLRetrievalError, requests.RequestException, OSError) as e:
+        if progress:
+            print(file=sys.stderr)  # end the progress bar's line before the error line
+        raise _one_line(e, where) from None
+    if saved is None or not dest.is_file():
+        raise HubError(f"gdown fetched nothing from {where}")
+    return where
+
+
+def _one_line(e: Exception, where: str) -> HubError:
+    """gdown's and requests' failures as one ``HubError`` line."""
+    import gdown
+    import requests
+
+    if isinstance(e, gdown.exceptions.FileURLRetrievalError):
+        return HubError(f"Google Drive did not hand out the file at {where} (download quota exceeded, or the "
+                        "file is not shared)")
+    if isinstance(e, requests.exceptions.ChunkedEncodingError):
+        return HubError(f"the download of {where} was truncated (the connection closed before the announced size)")
+    return HubError(f"cannot fetch {where} ({' '.join(str(e).split())[:200]})")

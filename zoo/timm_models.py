@@ -1,0 +1,177 @@
+"""Zoo models as timm models: architectures and RobustBench-named published entries in timm's registry.
+
+``register_timm_models()`` runs when ``zoo`` is imported (timm 1.0 has no
+plugin entry points) and may be called again after registry changes; it adds:
+
+- every named architecture and the architecture of every registry entry under
+  its timm name (``wrn-28-10-swish`` -> ``wrn_28_10_swish``), with a default
+  pretrained config of input_size (3, 32, 32) and identity mean/std:
+  normalisation is inside the model, so timm's data config must not normalise
+  again. ``model_args`` ``dataset`` picks the normalisation (default cifar10),
+  ``num_classes`` the head (default 10).
+- every published entry with a RobustBench name under the name robustbench's
+  ``load_model`` asks timm for, ``{name.lower().replace('-', '_')}_{dataset}_{threat}``
+  (``pang2022robustness_wrn28_10_cifar10_linf``): ``pretrained=True`` returns
+  the zoo's Hub weights through ``zoo.load_model`` (sha256-checked).
+
+``timm_config`` turns a model directory's config.json into the form that
+``timm.create_model("hf-hub:ORG/NAME", pretrained=True)`` reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import warnings
+
+import torch.nn as nn
+
+from .timm_compat import ensure_timm_hub
+
+ensure_timm_hub()  # before timm's first import
+
+with warnings.catch_warnings():  # timm 1.0.9's model modules use the deprecated torch.jit.interface
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
+    from timm.models import build_model_with_cfg, is_model, register_model  # noqa: E402
+
+from .architectures import KNOWN_ARCHITECTURES, canonical_architecture, create_model
+from .datasets_meta import CLASS_NAMES, NUM_CLASSES
+from .errors import ScoreZooError
+from .registry import Entry, builtin_entries, list_entries
+
+log = logging.getLogger(__name__)
+
+# timm reads the default pretrained config of each name registered from this module here.
+default_cfgs: dict[str, dict] = {}
+# timm name of a RobustBench-named entry -> the zoo entry it loads (read at build time).
+_ENTRY_OF: dict[str, str] = {}
+_REGISTERED: set[str] = set()
+
+
+def timm_name(arch: str) -> str:
+    """timm's name of a zoo architecture: ``wrn-28-10-swish`` -> ``wrn_28_10_swish``."""
+    return canonical_architecture(arch).replace("-", "_")
+
+
+def robustbench_timm_name(entry: Entry) -> str | None:
+    """The timm name robustbench's ``load_model`` looks up for the entry's RobustBench name (or None)."""
+    if entry.robustbench_id is None:
+        return None
+    name, dataset, threat = entry.robustbench_id
+    return f"{name.lower().replace('-', '_')}_{dataset.lower()}_{threat.lower()}"
+
+
+def pretrained_cfg(arch: str, num_classes: int = 10, **extra) -> dict:
+    """timm's pretrained config of a zoo architecture: 32x32 inputs, identity mean/std, its head and stem."""
+    wrn = canonical_architecture(arch).startswith("wrn-")
+    return {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
+            "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "num_classes": num_classes,
+            "first_conv": "init_conv" if wrn else "conv1", "classifier": "logits" if wrn else "linear", **extra}
+
+
+def timm_config(config: dict) -> dict:
+    """A model directory's config.json as timm reads it from the Hub, keeping every zoo key.
+
+    ``architecture`` becomes the timm name (the zoo reads both spellings);
+    ``model_args``, ``pretrained_cfg`` and, where the head is the dataset's,
+    ``label_names`` are added.
+    """
+    arch, dataset, num_classes = config["architecture"], config["dataset"], int(config["num_classes"])
+    out = {**config, "architecture": timm_name(arch), "num_classes": num_classes, "model_args": {"dataset": dataset},
+           "pretrained_cfg": pretrained_cfg(arch, num_classes)}
+    if NUM_CLASSES.get(dataset) == num_classes:
+        out["label_names"] = list(CLASS_NAMES[dataset])
+    return out
+
+
+def _build_architecture(arch: str, num_classes: int | None = None, in_chans: int = 3,
+                        dataset: str = "cifar10") -> nn.Module:
+    if in_chans != 3:
+        raise ValueError(f"{arch} takes RGB images (in_chans=3), got in_chans={in_chans}")
+    return create_model(arch, num_classes=num_classes, dataset=dataset)
+
+
+def _architecture_entrypoint(arch: str, name: str):
+    def entrypoint(pretrained: bool = False, **kwargs) -> nn.Module:
+        return build_model_with_cfg(functools.partial(_build_architecture, arch), name, pretrained, **kwargs)
+
+    entrypoint.__doc__ = f"SCORE Zoo architecture {arch} (inputs in [0, 1]; normalisation inside the model)."
+    return entrypoint
+
+
+def _entry_entrypoint(name: str):
+    def entrypoint(pretrained: bool = False, num_classes: int | None = None, in_chans: int = 3,
+                   pretrained_cfg=None, pretrained_cfg_overlay=None, **kwargs) -> nn.Module:
+        from . import load_model
+        from .registry import get_entry
+
+        entry = get_entry(_ENTRY_OF[name])
+        if num_classes not in (None, entry.num_classes) or in_chans != 3 or kwargs:
+            raise ValueError(f"{name} is the zoo entry {entry.name} ({entry.num_classes} classes, RGB); it takes "
+                             f"no other num_classes, in_chans or arguments ({sorted(kwargs)})")
+        model = (load_model(entry.name) if pretrained
+                 else create_model(entry.architecture, num_classes=entry.num_classes, dataset=entry.dataset))
+        model.pretrained_cfg = _entry_cfg(entry, name)
+        return model
+
+    entrypoint.__doc__ = "A published SCORE Zoo entry under its RobustBench name (weights sha256-checked)."
+    return entrypoint
+
+
+def _entry_cfg(entry: Entry, name: str) -> dict:
+    return {**pretrained_cfg(entry.architecture, entry.num_classes), "architecture": name,
+            "hf_hub_id": f"{entry.hub['repo_id']}@{entry.hub.get('revision') or 'main'}",
+            "label_names": CLASS_NAMES[entry.dataset] if NUM_CLASSES.get(entry.dataset) == entry.num_classes else None,
+            "license": entry.license,
+            "description": entry.description, "origin_url": entry.source.get("link"),
+            "paper_name": entry.source.get("title")}
+
+
+def _register(name: str, entrypoint, cfg: dict) -> None:
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = __name__
+    setattr(sys.modules[__name__], name, entrypoint)  # timm lists it in this module's __all__
+    default_cfgs[name] = cfg
+    register_model(entrypoint)
+    _REGISTERED.add(name)
+
+
+def _entries() -> list[Entry]:
+    try:
+        return list_entries()
+    except ScoreZooError as e:  # an unreadable user registry must not break `import zoo`
+        log.warning("timm registration uses only the built-in entries: %s", e)
+        return builtin_entries()
+
+
+def register_timm_models() -> list[str]:
+    """Register the zoo's architectures and RobustBench-named published entries with timm.
+
+    Idempotent; returns the names added by this call. A name timm already knows
+    from elsewhere is left alone, with a warning.
+    """
+    entries = _entries()
+    wanted: dict[str, tuple] = {}  # name -> (entrypoint factory, default pretrained cfg)
+    for arch in list(KNOWN_ARCHITECTURES) + [e.architecture for e in entries]:
+        try:
+            name = timm_name(arch)
+        except ScoreZooError:
+            continue  # a user entry with an invalid architecture fails when it is loaded, not here
+        wanted.setdefault(name, (functools.partial(_architecture_entrypoint, canonical_architecture(arch), name),
+                                 pretrained_cfg(arch)))
+    for e in entries:
+        name = robustbench_timm_name(e)
+        if name and e.published and e.hub.get("repo_id"):
+            _ENTRY_OF[name] = e.name
+            wanted.setdefault(name, (functools.partial(_entry_entrypoint, name), _entry_cfg(e, name)))
+    added = []
+    for name, (make, cfg) in wanted.items():
+        if name in _REGISTERED:
+            continue
+        if is_model(name):
+            log.warning("timm already has a model called %s; the zoo does not replace it", name)
+            continue
+        _register(name, make(), cfg)
+        added.append(name)
+    return added
