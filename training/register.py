@@ -82,12 +82,13 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
                  n_examples: int | None = None, clean_n_examples: int | None = None, data_dir=None,
                  version: str = "standard", attacks: list[str] | None = None, n_iter: int | None = None,
                  seed: int = 0, batch_size: int = 500, device: str | None = None, description: str = "",
-                 data_note: str = "", baselines: tuple[str, ...] = (), overwrite: bool = False,
-                 progress: bool = True) -> Registration:
+                 data_note: str = "", baselines: tuple[str, ...] = (), study: str | None = None,
+                 overwrite: bool = False, progress: bool = True) -> Registration:
     """Evaluate ``run_dir/which`` and register it as zoo entry ``name``.
 
     AutoAttack runs on the first ``n_examples`` test images; clean accuracy is
     measured on the first ``clean_n_examples`` (default: the same images).
+    ``study`` names the multi-seed study file the entry belongs to (its card shows it).
     """
     source_dir = Path(run_dir) / which
     config = read_config(source_dir)
@@ -137,7 +138,7 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
                                    f"on {config['dataset']} ({threat_model} {result.evaluation.eps_text}), "
                                    "trained with score-train.",
         evaluations=[f"evaluations/{result_path.name}" if builtin else str(result_path)],
-        baselines=list(baselines), builtin=builtin)
+        baselines=list(baselines), study=study, builtin=builtin)
     entry_path = registry.write_builtin_entry(entry) if builtin else registry.add_user_entry(entry)
     card_path = write_card(entry, cards_dir)
     return Registration(entry, entry_path, model_dir, result_path, card_path)

@@ -292,6 +292,18 @@ def _comparison_section(entry: Entry) -> list[str]:
     return lines + [""]
 
 
+def _study_section(entry: Entry) -> list[str]:
+    """The entry's multi-seed study: per-seed results, mean ± std per objective and the paired difference."""
+    if not entry.study:
+        return []
+    from .studies import load_study, markdown
+
+    path = Path(entry.study)
+    study = load_study(path if path.is_absolute() else BUILTIN_DIR / path)
+    return ["## Seeds", "", study.get("description", ""), "", markdown(study), "",
+            f"Data: {study['data']}", ""]
+
+
 def render_body(entry: Entry, evaluations: list[dict]) -> str:
     """The Markdown body of the card."""
     ds = DATASET_NAMES.get(entry.dataset, entry.dataset)
@@ -315,6 +327,7 @@ def render_body(entry: Entry, evaluations: list[dict]) -> str:
     lines += _interop_section(entry)
     lines += _weights_section(entry)
     lines += _results_section(entry, evaluations)
+    lines += _study_section(entry)
     lines += [
         "## Evaluation protocol", "",
         f"AutoAttack (standard version: APGD-CE, APGD-T, FAB-T, Square) under the {entry.threat_model} threat model "

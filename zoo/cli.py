@@ -222,6 +222,21 @@ def publish_cmd(entry_or_dir, repo_id, model_dir, eval_files, private, dry_run, 
         click.echo(f"saved to {saved}")
 
 
+@main.command("study")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--entry", "names", multiple=True, required=True,
+              help="A registered entry trained by score-train (repeat: every seed of every objective).")
+@click.option("--description", default="", help="What the study compares (shown above its table).")
+@click.option("--data-note", default="", help="What the test figures were measured on (shown under the table).")
+@click.option("--evaluations-dir", type=click.Path(file_okay=False), default=None,
+              help="Copy each entry's evaluation JSON here and point the study at the copies.")
+def study_cmd(out, names, description, data_note, evaluations_dir):
+    """Summarise several seeds per objective: per-seed table, mean ± std and the paired difference."""
+    from .studies import build_study, markdown
+
+    click.echo(markdown(build_study(list(names), out, description, data_note, evaluations_dir)))
+
+
 @main.command("card")
 @click.argument("name", required=False)
 @click.option("--all", "all_entries", is_flag=True, help="Render the cards of all built-in entries.")

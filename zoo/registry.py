@@ -52,6 +52,7 @@ class Entry:
     description: str = ""
     evaluations: list = field(default_factory=list)
     baselines: list = field(default_factory=list)
+    study: str | None = None          # multi-seed study file (entries/studies/NAME.json) this entry belongs to
     builtin: bool = True
 
     @property
