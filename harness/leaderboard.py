@@ -98,6 +98,19 @@ def _title(row: Row) -> str:
     return (row.info.get("name") or "").strip() or row.key
 
 
+RANDOMIZED_MARK = "[randomized]"
+RANDOMIZED_LEGEND = (f"{RANDOMIZED_MARK}: AutoAttack flags the model as a randomized defense; RobustBench does not "
+                     "rank randomized defenses under the standard version.")
+
+
+def _randomized(row: Row) -> bool:
+    return bool((row.info.get(EVALUATION_KEY) or {}).get("randomized"))
+
+
+def _key(row: Row) -> str:
+    return f"{row.key} {RANDOMIZED_MARK}" if _randomized(row) else row.key
+
+
 def render_markdown(rows: list[Row]) -> str:
     """One Markdown table per (dataset, threat model)."""
     out = []
@@ -110,9 +123,11 @@ def render_markdown(rows: list[Row]) -> str:
             paper = _title(r).replace("|", "\\|")
             link = r.info.get("link") or ""
             paper = f"[{paper}]({link})" if link.startswith(("http://", "https://")) else paper
-            out.append(f"| {i} | {r.key} | {paper} | {r.info['clean_acc']} | {r.info[SORT_FIELD]} | "
+            out.append(f"| {i} | {_key(r)} | {paper} | {r.info['clean_acc']} | {r.info[SORT_FIELD]} | "
                        f"{r.info.get('reported', '')} | {r.info.get('architecture', '')} | "
                        f"{'yes' if r.info.get('additional_data') else 'no'} | {r.info.get('venue', '')} |")
+        if any(_randomized(r) for r in group):
+            out += ["", RANDOMIZED_LEGEND]
         out.append("")
     return "\n".join(out) if out else "No results found.\n"
 
@@ -120,7 +135,8 @@ def render_markdown(rows: list[Row]) -> str:
 def render_json(rows: list[Row]) -> str:
     """The sorted leaderboards as JSON."""
     return json.dumps([{"dataset": ds, "threat_model": tm,
-                        "models": [{"rank": i, "key": r.key, **{k: v for k, v in r.info.items() if k != EVALUATION_KEY}}
+                        "models": [{"rank": i, "key": r.key, "randomized": _randomized(r),
+                                    **{k: v for k, v in r.info.items() if k != EVALUATION_KEY}}
                                    for i, r in enumerate(group, 1)]}
                        for (ds, tm), group in grouped(rows).items()], indent=2)
 
@@ -182,7 +198,7 @@ def render_html(rows: list[Row], title: str = "Robustness leaderboard") -> str:
             link = str(r.info.get("link") or "")
             paper = (f'<a href="{e(link)}">{e(_title(r))}</a>' if link.startswith(("http://", "https://"))
                      else e(_title(r)))
-            body.append(f'<tr><td class="num">{i}</td><td>{e(r.key)}</td><td>{paper}</td>'
+            body.append(f'<tr><td class="num">{i}</td><td>{e(_key(r))}</td><td>{paper}</td>'
                         f'<td class="num">{e(str(r.info["clean_acc"]))}</td>'
                         f'<td class="num">{e(str(r.info[SORT_FIELD]))}</td>'
                         f'<td class="num">{e(str(r.info.get("reported", "")))}</td>'
@@ -190,6 +206,8 @@ def render_html(rows: list[Row], title: str = "Robustness leaderboard") -> str:
                         f'<td>{"yes" if r.info.get("additional_data") else "no"}</td>'
                         f'<td>{e(str(r.info.get("venue", "")))}</td></tr>')
         body.append("</tbody></table>")
+        if any(_randomized(r) for r in group):
+            body.append(f"<p>{e(RANDOMIZED_LEGEND)}</p>")
         body.append(_scatter(group))
     if len(body) == 1:
         body.append("<p>No results found.</p>")

@@ -50,7 +50,7 @@ def test_state_dir_foreign_corrupt_and_other_config(tmp_path):
     assert cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))[0] == 0
     code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--seed", "1", "--out", str(out))
     assert code == 1 and "different evaluation" in err and "seed" in err
-    (tmp_path / "r.state" / "batch-000000.pt").write_bytes(b"garbage")
+    (tmp_path / "r.state" / "batch-000000-eps00.pt").write_bytes(b"garbage")
     code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))
     assert code == 1 and "corrupt" in err
     assert json.loads(out.read_text())["evaluation"]["seed"] == 0  # the earlier result is untouched
