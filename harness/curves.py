@@ -83,7 +83,7 @@ def plot_curves(curves: list[Curve], path: str | os.PathLike, title: str | None 
         ax.grid(alpha=0.3)
         ax.set_title(title or f"{dataset} {threat_model}")
         ax.legend(fontsize="small")
-    with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "score-harness"}):
+    with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "score-harness", "svg.fonttype": "none"}):
         fig.savefig(tmp, format=fmt, dpi=120, metadata={"Date": None} if fmt == "svg" else None)
 
 
