@@ -175,6 +175,11 @@ def attack_still_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prev
     return {"outcome": outcome, "x_adv": x_adv, "warnings": messages}
 
 
+def without_examples(record: dict) -> dict:
+    """A batch record without its adversarial examples (they stay in the state dir)."""
+    return {k: v for k, v in record.items() if k != "x_adv"}
+
+
 @dataclasses.dataclass
 class BatchJob:
     """The work of one evaluation, batch by batch: what a local worker process receives."""

@@ -200,8 +200,9 @@ def leaderboard(folder, include_zoo, dataset, threat_model, fmt, out, curves):
 @click.option("--device", default=None)
 @click.option("--data-dir", type=click.Path(), default=None, help="Data folder (default: the one the result used).")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--workers", type=int, default=None, help="Local worker processes (default: one per CPU core / GPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(result, n_examples, model, device, data_dir, confidence, as_json):
+def verify(result, n_examples, model, device, data_dir, confidence, workers, as_json):
     """Re-evaluate a prefix of RESULT and check its claimed robust accuracy (Clopper-Pearson).
 
     Exits 1 when the claim is inconsistent.
@@ -212,7 +213,8 @@ def verify(result, n_examples, model, device, data_dir, confidence, as_json):
     """
     from .verification import verify as run
 
-    report = run(result, n_examples, model=model, device=device, data_dir=data_dir, confidence=confidence)
+    report = run(result, n_examples, model=model, device=device, data_dir=data_dir, confidence=confidence,
+                 workers=workers)
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -25,7 +25,7 @@ from zoo.datasets_meta import NUM_CLASSES, check_dataset
 from zoo.errors import ConfigError
 
 from . import distributed
-from .attack import RANDOMIZED_WARNING, AttackSettings, BatchJob
+from .attack import RANDOMIZED_WARNING, AttackSettings, BatchJob, without_examples
 from .checks import check_logits
 from .data import BundledSubsetWarning, load_tensors
 from .devices import choose_numerics, device_label, resolve_device, threads_per_worker, worker_devices
@@ -103,8 +103,6 @@ def build_model_info(resolved: ResolvedModel | None, dataset: str, eps_text: str
         if RANDOMIZED_NOTE not in (info.footnote or ""):
             info.footnote = f"{info.footnote} {RANDOMIZED_NOTE}" if info.footnote else RANDOMIZED_NOTE
     return info
-
-
 
 
 def evaluate(model, dataset: str | None = None, threat_model: str | None = None, eps=None,
@@ -272,7 +270,7 @@ def _run_batches(job: BatchJob, batches: range, devices: list[str], device: str,
         n_b = min((b + 1) * job.batch_size, len(job.x)) - b * job.batch_size
         saved = [job.state.load(b, j, n_b) for j in range(eps_count)] if job.state else [None]
         if all(r is not None for r in saved):
-            records[b] = [{**r, "resumed": True} for r in saved]
+            records[b] = [{**without_examples(r), "resumed": True} for r in saved]
         else:
             pending.append(b)
     eps_texts = ",".join(t for _, t in job.settings.eps)
@@ -280,7 +278,7 @@ def _run_batches(job: BatchJob, batches: range, devices: list[str], device: str,
                unit="batch", disable=not progress, position=world[0] if world else 0)
 
     def done(b: int, recs: list[dict]) -> None:
-        records[b] = recs
+        records[b] = [without_examples(r) for r in recs]
         bar.update(1)
         finished = [o for r in records.values() for o in r[-1]["outcome"]]
         bar.set_postfix(robust=f"{sum(o is None for o in finished)}/{len(finished)}")

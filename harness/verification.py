@@ -48,7 +48,7 @@ class VerifyReport:
 
 
 def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=None, device: str | None = None,
-           data_dir=None, confidence: float = 0.95, progress: bool = True) -> VerifyReport:
+           data_dir=None, confidence: float = 0.95, progress: bool = True, workers: int | None = None) -> VerifyReport:
     """Re-run the evaluation of ``result_path`` on its first ``n_examples`` (default min(n, 500)).
 
     Consistent means the claimed robust accuracy (at the result's ``eps``) lies
@@ -71,7 +71,7 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
     fresh = evaluate(spec, ev.dataset, ev.threat_model, [text for _, text in ev.eps_list()], n,
                      batch_size=ev.batch_size, version=aa["version"],
                      attacks=aa["attacks"] if aa["version"] == "custom" else None, seed=ev.seed, device=device,
-                     data_dir=data_dir, n_iter=aa.get("n_iter"), progress=progress,
+                     data_dir=data_dir, n_iter=aa.get("n_iter"), progress=progress, workers=workers,
                      exact=bool(ev.numerics.get("exact")), channels_last=ev.numerics.get("channels_last"))
     if fresh.evaluation.weights_sha256 != ev.weights_sha256:
         raise ConfigError(f"the model's weights (sha256 {fresh.evaluation.weights_sha256}) differ from the ones in "

@@ -23,7 +23,7 @@ import torch
 
 from zoo.errors import ConfigError, ScoreZooError
 
-from .attack import BatchJob
+from .attack import BatchJob, without_examples
 
 _POLL_S = 0.5
 _GRACE_S = 5.0  # how long a finished process's last message may take to arrive
@@ -125,7 +125,7 @@ def _worker_main(wid: int, job: BatchJob, device: str, threads: int | None, pare
         with job.placed(device) as net:
             while (index := _next(tasks, parent)) is not None:
                 records = job.run(net, index, device)
-                results.put(("done", wid, index, [{k: v for k, v in r.items() if k != "x_adv"} for r in records]))
+                results.put(("done", wid, index, [without_examples(r) for r in records]))
     except BaseException as e:  # everything goes back to the parent, which decides what the user sees
         results.put(("error", wid, index, _portable(e, wid, index)))
 

@@ -18,7 +18,7 @@ from harness.leaderboard import leaderboard
 from harness_helpers import centroid_model
 
 RB_DIR = Path(__file__).parent / "data" / "robustbench-model-info"  # RobustBench model_info files
-KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce"], n_iter=5, progress=False)
+KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce"], n_iter=5, progress=False, workers=1)
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +69,14 @@ def test_html_renders_in_headless_chromium(tree, tmp_path):
 def test_verify_consistent_and_inconsistent(tree, tmp_path):
     _, out = tree
     runner = CliRunner()
-    ok = runner.invoke(main, ["verify", str(out), "--n-examples", "16", "--json"])
+    ok = runner.invoke(main, ["verify", str(out), "--n-examples", "16", "--workers", "1", "--json"])
     assert ok.exit_code == 0, ok.output
     report = json.loads(ok.stdout)
     assert report["consistent"] and report["per_example_agreement"] == 1.0 and report["method"] == "Clopper-Pearson"
     forged = json.loads(out.read_text())
     forged["evaluation"]["robust_accuracy"] = 90.0
     (tmp_path / "forged.json").write_text(json.dumps(forged))
-    bad = runner.invoke(main, ["verify", str(tmp_path / "forged.json"), "--n-examples", "16"])
+    bad = runner.invoke(main, ["verify", str(tmp_path / "forged.json"), "--n-examples", "16", "--workers", "1"])
     assert bad.exit_code == 1 and "INCONSISTENT" in bad.stdout
 
 

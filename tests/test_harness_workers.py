@@ -11,7 +11,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from harness.cli import main
 from harness.evaluation import evaluate
 from harness.results import EvaluationResult
 from harness.workers import UnpicklableModelError
@@ -50,9 +52,9 @@ def test_two_workers_give_the_one_process_result_at_every_eps(reference, tmp_pat
 @pytest.mark.parametrize("workers, message", [("0", "--workers must be at least 1"),
                                               ("5", "more than the 4 batch(es)")])
 def test_bad_worker_counts_are_one_line(workers, message):
-    res = run_cli("evaluate", "harness_helpers:centroid_model", *ARGS, "--workers", workers)
+    res = CliRunner().invoke(main, ["evaluate", "harness_helpers:centroid_model", *ARGS, "--workers", workers])
     err = res.stderr.strip().splitlines()
-    assert res.returncode == 1 and len(err) == 1 and message in err[0], res.stderr
+    assert res.exit_code == 1 and len(err) == 1 and message in err[0], res.output
 
 
 def test_a_model_that_cannot_travel_runs_in_one_process_unless_workers_were_asked_for(reference):
