@@ -48,7 +48,7 @@ def curve_paths(out: str | os.PathLike) -> list[Path]:
 def write_result_plots(result: EvaluationResult, out: str | os.PathLike) -> list[Path]:
     """Write the curve of ``result`` beside its JSON (PNG and SVG); return the paths."""
     ev = result.evaluation
-    label = result.model_info.name.strip() or ev.model.get("spec", "model")
+    label = ev.model.get("spec") or "model"
     title = f"{ev.dataset} {ev.threat_model}, AutoAttack {ev.autoattack['version']}, {ev.n_examples} examples"
     paths = curve_paths(out)
     for path in paths:

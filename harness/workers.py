@@ -10,6 +10,7 @@ killed, no new batches are handed out, the batches in flight are finished
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
@@ -144,7 +145,8 @@ def _die_with_parent(parent: int) -> None:
     if sys.platform.startswith("linux"):
         import ctypes
 
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        with contextlib.suppress(AttributeError, OSError):  # a libc without prctl: the polling in _next remains
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(1)
 

@@ -72,7 +72,7 @@ def test_curve_plots_and_the_leaderboard_figure(curve, tmp_path):
     out, _ = curve
     png, svg = out.with_name("Centroid.curve.png"), out.with_name("Centroid.curve.svg")
     assert png.read_bytes().startswith(PNG_SIGNATURE)
-    assert ET.parse(svg).getroot().tag.endswith("svg") and "Centroid" in svg.read_text()
+    assert ET.parse(svg).getroot().tag.endswith("svg") and "harness_helpers:centroid_model" in svg.read_text()
     root = tmp_path / "model_info"
     shutil.copytree(out.parents[2], root)
     second = root / "cifar10" / "Linf" / "Other.json"
