@@ -192,10 +192,6 @@ class BatchJob:
     numerics: Numerics
     state: StateDir | None = None
 
-    @property
-    def n_batches(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
     def placed(self, device: str):
         """Context: the model on ``device`` with this job's layout and precision flags."""
         return placed(self.model, device, self.numerics)
