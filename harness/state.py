@@ -43,8 +43,11 @@ class StateDir:
                 found = json.loads(cfg_path.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise ConfigError(f"state dir {self.path} has a corrupt {CONFIG_NAME}; delete the folder to start over") from None
-            if not isinstance(found, dict) or found.get("format") != STATE_FORMAT:
+            if not isinstance(found, dict) or not str(found.get("format", "")).startswith("score-harness-state/"):
                 raise ConfigError(f"{self.path} is not a score-harness state dir; choose another --state-dir")
+            if found["format"] != STATE_FORMAT:
+                raise ConfigError(f"state dir {self.path} was written by another version of the harness "
+                                  f"({found['format']}, this one writes {STATE_FORMAT}); delete it to start over")
             if found != self.config:
                 diff = sorted(k for k in set(found) | set(self.config) if found.get(k) != self.config.get(k))
                 raise ConfigError(f"state dir {self.path} belongs to a different evaluation (differs in: "
