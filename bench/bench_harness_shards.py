@@ -1,4 +1,4 @@
-"""One process versus two (torchrun, or two --shard processes + merge) on the same evaluation.
+"""One process versus two (--workers 2, torchrun, or two --shard processes + merge) on the same evaluation.
 
     python bench/bench_harness_shards.py --model cifar10-linf-tiny --n 100 --batch-size 25
 
@@ -47,19 +47,22 @@ def main() -> None:
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     common = ["evaluate", args.model, "--n-examples", str(args.n), "--batch-size", str(args.batch_size),
               "--device", "cpu"]
+    single = [*common, "--workers", "1"]
     with tempfile.TemporaryDirectory() as tmp:
-        one = timed([*harness, *common, "--out", f"{tmp}/one.json"])
-        one2 = timed([*harness, *common, "--out", f"{tmp}/one2.json"], threads=2)
+        one = timed([*harness, *single, "--out", f"{tmp}/one.json"])
+        one2 = timed([*harness, *single, "--out", f"{tmp}/one2.json"], threads=2)
+        local = timed([*harness, *common, "--workers", "2", "--out", f"{tmp}/local.json"], threads=2)
         two = timed([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "harness", *common,
                      "--out", f"{tmp}/two.json"])
-        shards = timed(*[[*harness, *common, "--shard", f"{k}/2", "--out", f"{tmp}/s{k}.json"] for k in (0, 1)])
+        shards = timed(*[[*harness, *single, "--shard", f"{k}/2", "--out", f"{tmp}/s{k}.json"] for k in (0, 1)])
         subprocess.run([*harness, "merge", f"{tmp}/s0.json", f"{tmp}/s1.json", "--out", f"{tmp}/merged.json"],
                        check=True, stdout=subprocess.DEVNULL)
-        same = outcomes(f"{tmp}/one.json") == outcomes(f"{tmp}/one2.json") == outcomes(f"{tmp}/two.json") \
-            == outcomes(f"{tmp}/merged.json")
+        same = outcomes(f"{tmp}/one.json") == outcomes(f"{tmp}/one2.json") == outcomes(f"{tmp}/local.json") \
+            == outcomes(f"{tmp}/two.json") == outcomes(f"{tmp}/merged.json")
     print(f"{args.model}, {args.n} images, batch {args.batch_size}, AutoAttack standard Linf 8/255")
     print(f"1 process x 1 thread  {one:7.1f} s")
     print(f"1 process x 2 threads {one2:7.1f} s  ({one / one2:.2f}x)")
+    print(f"--workers 2 (1 thread) {local:7.1f} s  ({one / local:.2f}x vs 1x1, {one2 / local:.2f}x vs 1x2)")
     print(f"torchrun 2 x 1 thread {two:7.1f} s  ({one / two:.2f}x vs 1x1, {one2 / two:.2f}x vs 1x2)")
     print(f"--shard 2 x 1 thread  {shards:7.1f} s  ({one / shards:.2f}x vs 1x1, {one2 / shards:.2f}x vs 1x2)")
     print(f"per-example results identical in all layouts: {same}")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
+from zoo.datasets_meta import check_dataset
 from zoo.errors import ConfigError
 
-import torch
-
-from zoo.datasets_meta import check_dataset
-
 from .data import load_tensors
-from .evaluation import default_device, evaluate
+from .devices import resolve_device
+from .evaluation import evaluate
 from .models import resolve_model
 
 
@@ -62,7 +61,7 @@ def clean_accuracy(model, dataset: str | None = None, data_dir=None, n_examples:
     resolved = resolve_model(model, dataset)
     dataset = check_dataset(dataset or resolved.defaults.get("dataset", "cifar10"))
     x, y = load_tensors(dataset, "test", data_dir, n_examples)
-    device = device or default_device()
+    device = resolve_device(device)
     net = resolved.model.to(device).eval()
     correct = 0
     with torch.no_grad():

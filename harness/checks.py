@@ -15,6 +15,9 @@ class EvaluationCheckError(ScoreZooError):
 
 def check_logits(logits: torch.Tensor, num_classes: int, dataset: str, where: str) -> None:
     """The model must return finite (N, num_classes) logits."""
+    if not isinstance(logits, torch.Tensor):
+        raise EvaluationCheckError(f"the model returns a {type(logits).__name__} on {where}, not a tensor of logits; "
+                                   "wrap it so that forward returns only the logits (N, classes)")
     if logits.ndim != 2 or logits.shape[1] != num_classes:
         raise EvaluationCheckError(f"the model returns outputs of shape {tuple(logits.shape)} on {where}, "
                                    f"but {dataset} has {num_classes} classes; pass a model for {dataset}")

@@ -41,7 +41,9 @@ def _model_info_file(ctx, param, value):
               help="Dataset (default: the model's own, else cifar10).")
 @click.option("--threat-model", type=click.Choice(THREAT_MODELS), default=None,
               help="Threat model (default: the model's own, else Linf).")
-@click.option("--eps", default=None, help="Budget, e.g. 8/255 (default: Linf 8/255, L2 0.5, L1 12).")
+@click.option("--eps", default=None,
+              help="Budget, e.g. 8/255 (default: Linf 8/255, L2 0.5, L1 12), or an increasing list "
+                   "1/255,2/255,4/255,8/255: a robustness curve in one nested run.")
 @click.option("--n-examples", type=int, default=None, help="Evaluate the first N test images (default: all).")
 @click.option("--batch-size", type=int, default=500, show_default=True, help="Examples per AutoAttack call.")
 @click.option("--version", type=click.Choice(VERSIONS), default="standard", show_default=True)
@@ -61,14 +63,25 @@ def _model_info_file(ctx, param, value):
               help="JSON with RobustBench model_info fields to fill in (name, link, authors, venue, ...).")
 @click.option("--n-iter", type=int, default=None,
               help="Reduce attack iterations (quick checks only; the result is marked with it).")
+@click.option("--workers", type=int, default=None,
+              help="Local worker processes sharing the batches (default: one per CPU core, one per GPU on cuda).")
+@click.option("--exact", is_flag=True, help="No layout or precision change: plain fp32, NCHW, no TF32, no cuDNN benchmark.")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="Model weights in channels_last (default: on for convolutional models, off with --exact).")
+@click.option("--tf32/--no-tf32", default=None,
+              help="CUDA: TF32 for convolutions and matmuls (default: PyTorch's, convolutions only; off with --exact).")
+@click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=None,
+              help="CUDA: cudnn.benchmark (default off: its timed algorithm choice makes runs differ).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON on stdout.")
 def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version, attacks, seed, device, data_dir,
-             out, state_dir, shard, weights, model_dir, model_info, n_iter, as_json):
+             out, state_dir, shard, weights, model_dir, model_info, n_iter, workers, exact, channels_last, tf32,
+             cudnn_benchmark, as_json):
     """Evaluate MODEL: a zoo entry, a model directory, robustbench:NAME or package.module:callable.
 
     \b
     Example:
       score-harness evaluate cifar10-linf --data-dir ~/data --out results/cifar10-linf.json
+      score-harness evaluate cifar10-linf-tiny --n-examples 200 --eps 1/255,2/255,4/255,8/255 --out curve.json
       torchrun --nproc-per-node 2 -m harness evaluate cifar10-linf --data-dir ~/data --out r.json
     """
     import warnings
@@ -81,8 +94,14 @@ def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version,
     warnings.simplefilter("ignore", TrainModeWarning)
     result = run(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
                  attacks=attacks, seed=seed, device=device, data_dir=data_dir, out=out, state_dir=state_dir,
-                 shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir, model_info=model_info)
+                 shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir, model_info=model_info,
+                 workers=workers, exact=exact, channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark)
     _report_warnings(result.evaluation.warnings)
+    if result.evaluation.randomized:
+        from .evaluation import RANDOMIZED_NOTE
+
+        click.echo(f"note: {RANDOMIZED_NOTE} The result is marked (unreliable, evaluation.randomized); "
+                   "for a randomized defense use --version rand.", err=True)
     from .distributed import torchrun_world
 
     world = torchrun_world()
@@ -96,6 +115,18 @@ def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version,
         where = f" (shard {ev.shard['index']}/{ev.shard['count']}, examples {ev.shard['start']}..{ev.shard['stop'] - 1})" if ev.shard else ""
         click.echo(f"clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% on {ev.n_examples} {ev.dataset} "
                    f"examples{where}, {ev.threat_model} eps {ev.eps_text} [{steps}]" + (f" -> {out}" if out else ""))
+        _echo_curve(ev, out)
+
+
+def _echo_curve(ev, out) -> None:
+    if len(ev.curve) < 2:
+        return
+    click.echo("robust accuracy by eps (nested): "
+               + ", ".join(f"{p['eps_text']} {p['robust_accuracy']:.2f}%" for p in ev.curve))
+    if out:
+        from .curves import curve_paths
+
+        click.echo("curve plot: " + ", ".join(str(p) for p in curve_paths(out)))
 
 
 def _report_warnings(items) -> None:
@@ -123,6 +154,7 @@ def merge(shards, out, as_json):
         ev = result.evaluation
         click.echo(f"merged {len(shards)} shards: clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% "
                    f"on {ev.n_examples} examples -> {out}")
+        _echo_curve(ev, out)
 
 
 @main.command()
@@ -135,7 +167,9 @@ def merge(shards, out, as_json):
                    "iterations, shards) together with the others, marked; by default they are ranked apart.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
-def leaderboard(folder, include_zoo, dataset, threat_model, together, fmt, out):
+@click.option("--curves", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the robustness curves of FOLDER's results in one figure (.png or .svg).")
+def leaderboard(folder, include_zoo, dataset, threat_model, together, fmt, out, curves):
     """Render a leaderboard ranked as RobustBench ranks, from a model_info tree and/or the zoo.
 
     Linf/L2 rank by `external` where a file has it, else `autoattack_acc`;
@@ -146,15 +180,22 @@ def leaderboard(folder, include_zoo, dataset, threat_model, together, fmt, out):
     Example:
       score-harness leaderboard robustbench/model_info --dataset cifar10 --threat-model Linf --format html --out lb.html
       score-harness leaderboard results/ --zoo --dataset cifar10 --together
+      score-harness leaderboard results/ --dataset cifar10 --curves curves.svg
     """
     from zoo.fileio import atomic_write_text
 
     from .leaderboard import RENDERERS, build
 
+    if curves and folder is None:
+        raise ConfigError("--curves draws the results of a FOLDER; give one")
     board = build(folder, dataset, threat_model, include_zoo)
     for skipped in board.skipped:
         click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
     text = RENDERERS[fmt](board, together)
+    if curves:
+        from .curves import plot_tree
+
+        click.echo(f"wrote {plot_tree(folder, curves, dataset, threat_model)} curve(s) to {curves}", err=True)
     if out:
         atomic_write_text(out, text)
         click.echo(f"wrote {out}", err=True)
@@ -169,8 +210,9 @@ def leaderboard(folder, include_zoo, dataset, threat_model, together, fmt, out):
 @click.option("--device", default=None)
 @click.option("--data-dir", type=click.Path(), default=None, help="Data folder (default: the one the result used).")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--workers", type=int, default=None, help="Local worker processes (default: one per CPU core / GPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(result, n_examples, model, device, data_dir, confidence, as_json):
+def verify(result, n_examples, model, device, data_dir, confidence, workers, as_json):
     """Re-evaluate a prefix of RESULT and check its claimed robust accuracy (Clopper-Pearson).
 
     Exits 1 when the claim is inconsistent.
@@ -181,7 +223,8 @@ def verify(result, n_examples, model, device, data_dir, confidence, as_json):
     """
     from .verification import verify as run
 
-    report = run(result, n_examples, model=model, device=device, data_dir=data_dir, confidence=confidence)
+    report = run(result, n_examples, model=model, device=device, data_dir=data_dir, confidence=confidence,
+                 workers=workers)
     if as_json:
         echo_json(report.to_dict())
     else:

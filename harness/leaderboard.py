@@ -192,6 +192,15 @@ def _title(row: Row) -> str:
     return (row.info.get("name") or "").strip() or row.key
 
 
+RANDOMIZED_MARK = "[randomized]"
+RANDOMIZED_LEGEND = (f"{RANDOMIZED_MARK}: AutoAttack flags the model as a randomized defense; RobustBench does not "
+                     "rank randomized defenses under the standard version.")
+
+
+def _randomized(row: Row) -> bool:
+    return bool((row.info.get(EVALUATION_KEY) or {}).get("randomized"))
+
+
 def _best_known(row: Row) -> str:
     """RobustBench's "best known robust accuracy": ``external`` where given, else the ranking field."""
     external = row.info.get("external")
@@ -216,7 +225,7 @@ def _columns(corruptions: bool, marked: bool) -> list[str]:
 
 def _cells(rank: int, row: Row, marked: bool) -> list[str]:
     """The plain-text cells of one row (paper and footnote are rendered by each format)."""
-    cells = [str(rank), row.key, "", str(row.info["clean_acc"])]
+    cells = [str(rank), f"{row.key} {RANDOMIZED_MARK}" if _randomized(row) else row.key, "", str(row.info["clean_acc"])]
     cells += [str(row.info[row.ranked_by])] if row.corruptions else [
         str(row.info.get("autoattack_acc", "")), _best_known(row), _unreliable(row)]
     cells += ["yes" if row.info.get("additional_data") else "no", str(row.info.get("architecture", "")),
@@ -258,6 +267,8 @@ def render_markdown(board: Leaderboard, together: bool = False) -> str:
                     cells[2] += "<br>*" + str(row.info["footnote"]).replace("|", "\\|") + "*"
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
+        if any(_randomized(r) for r in group):
+            out += [RANDOMIZED_LEGEND, ""]
     if not out:
         skipped = f" ({len(board.skipped)} file(s) skipped)" if board.skipped else ""
         return f"No results found{skipped}.\n"
@@ -266,7 +277,7 @@ def render_markdown(board: Leaderboard, together: bool = False) -> str:
 
 def _json_row(rank: int, row: Row) -> dict:
     return {"rank": rank, "key": row.key, "source": row.source, "ranked_by": row.ranked_by,
-            "best_known_acc": _best_known(row), "leaderboard_grade": row.eligible,
+            "best_known_acc": _best_known(row), "leaderboard_grade": row.eligible, "randomized": _randomized(row),
             "not_leaderboard_grade_because": row.problems,
             **{k: v for k, v in row.info.items() if k != EVALUATION_KEY}}
 
@@ -359,6 +370,8 @@ def render_html(board: Leaderboard, together: bool = False, title: str = "Robust
                             + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
                                       for i, c in enumerate(cells)) + "</tr>")
             body.append("</tbody></table>")
+        if any(_randomized(r) for r in group):
+            body.append(f'<p class="note">{e(RANDOMIZED_LEGEND)}</p>')
     if len(body) == 1:
         body.append("<p>No results found.</p>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'

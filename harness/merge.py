@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import replace
 
 from zoo.errors import ConfigError
 
-from .evaluation import build_model_info
-from .results import EvaluationResult, accuracies
+from .evaluation import assemble
+from .results import EvaluationResult
 
 
 def merge_results(shards: list[EvaluationResult], names: list[str] | None = None) -> EvaluationResult:
@@ -27,40 +26,47 @@ def merge_results(shards: list[EvaluationResult], names: list[str] | None = None
         if diff:
             raise ConfigError(f"{name} is from a different evaluation than {names[0]} (differs in: {', '.join(diff)})")
     order = sorted(range(len(shards)), key=lambda i: shards[i].evaluation.shard["start"])
-    pos, outcomes = 0, []
+    pos, outcomes, broken_at = 0, [], []
     for i in order:
         sh = shards[i].evaluation.shard
         if sh["start"] < pos:
             raise ConfigError(f"{names[i]} overlaps another shard (examples {sh['start']}..{pos - 1} appear twice)")
         if sh["start"] > pos:
             raise ConfigError(f"examples {pos}..{sh['start'] - 1} are missing: no shard covers them")
-        part = shards[i].evaluation.per_example.get("outcome", [])
-        if len(part) != sh["stop"] - sh["start"]:
-            raise ConfigError(f"{names[i]} holds {len(part)} per-example results for examples {sh['start']}..{sh['stop'] - 1}")
-        outcomes += part
+        part = shards[i].evaluation.per_example
+        size = sh["stop"] - sh["start"]
+        if len(part.get("outcome", [])) != size or len(part.get("broken_at", [])) != size:
+            raise ConfigError(f"{names[i]} holds {len(part.get('outcome', []))} per-example results for examples "
+                              f"{sh['start']}..{sh['stop'] - 1}")
+        outcomes += part["outcome"]
+        broken_at += part["broken_at"]
         pos = sh["stop"]
     if pos != first.n_examples:
         raise ConfigError(f"examples {pos}..{first.n_examples - 1} are missing: no shard covers them")
-    clean, after, robust = accuracies(outcomes, first.autoattack["attacks"])
     notes = Counter()
     for s in shards:
         for w in s.evaluation.warnings:
             notes[(w["source"], w["message"])] += w["count"]
     devices = sorted({s.evaluation.device for s in shards})
-    evaluation = replace(
-        first, clean_accuracy=clean, robust_accuracy=robust, robust_accuracy_after=after,
-        started_at=min(s.evaluation.started_at for s in shards),
-        duration_s=round(sum(s.evaluation.duration_s for s in shards), 3),
-        device="; ".join(devices) + f" ({len(shards)} shards)",
-        warnings=[{"source": s, "message": m, "count": c} for (s, m), c in notes.items()],
-        shard=None, per_example={"start": 0, "outcome": outcomes})
-    info = build_model_info(None, first.dataset, first.eps_text, clean, robust, base=shards[0].model_info)
-    return EvaluationResult(info, evaluation)
+    fields = {k: v for k, v in vars(first).items()
+              if k not in ("eps", "eps_text", "clean_accuracy", "robust_accuracy", "robust_accuracy_after",
+                           "per_example", "curve", "randomized")}
+    fields.update(started_at=min(s.evaluation.started_at for s in shards),
+                  duration_s=round(sum(s.evaluation.duration_s for s in shards), 3),
+                  device="; ".join(devices) + f" ({len(shards)} shards)",
+                  warnings=[{"source": s, "message": m, "count": c} for (s, m), c in notes.items()], shard=None)
+    return assemble(None, None, outcome=outcomes, broken_at=broken_at, eps_list=first.eps_list(),
+                    randomized=any(s.evaluation.randomized for s in shards), per_example_start=0,
+                    base=shards[0].model_info, **fields)
 
 
 def merge_files(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> EvaluationResult:
-    """Read shard files, merge them and (with ``out``) write the result atomically."""
+    """Read shard files, merge them and (with ``out``) write the result atomically (and its curve plots)."""
     result = merge_results([EvaluationResult.from_json(p) for p in paths], [str(p) for p in paths])
     if out is not None:
         result.to_json(out)
+        if len(result.evaluation.curve) > 1:
+            from .curves import write_result_plots
+
+            write_result_plots(result, out)
     return result

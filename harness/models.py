@@ -118,7 +118,13 @@ def _callable(spec: str, weights: str | None) -> ResolvedModel:
         public = [n for n in dir(module) if not n.startswith("_")]
         raise UnknownNameError(f"module '{module_name}' has no '{attr}'.{close_matches_hint(attr, public)}")
     factory = getattr(module, attr)
-    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if callable(factory) and not isinstance(factory, nn.Module):
+        try:
+            model = factory()
+        except Exception as e:  # the user's builder: report its error in one line (--debug shows the traceback)
+            raise ConfigError(f"building the model with '{spec}' failed: {type(e).__name__}: {e}") from e
+    else:
+        model = factory
     if not isinstance(model, nn.Module):
         raise ConfigError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
     if weights:

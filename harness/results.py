@@ -14,12 +14,18 @@ from typing import Any
 from zoo.errors import ConfigError
 from zoo.fileio import atomic_write_json, read_json
 
-RESULT_FORMAT = "score-harness/1"
+RESULT_FORMAT = "score-harness/2"
+FORMAT_1 = "score-harness/1"  # one eps, no curve, no numerics; still read (upgraded on load)
 EVALUATION_KEY = "evaluation"
 
-# Outcome of one example: None = robust after every attack, "clean" = misclassified
-# without attack, else the name of the first attack that fooled the model.
+# Outcome of one example: None = robust after every attack at every eps, "clean" =
+# misclassified without attack, else the first attack that fooled the model, at the
+# smallest eps where it was fooled (``broken_at``).
 Outcome = str | None
+# broken_at of an example misclassified without attack.
+CLEAN_BREAK = "0"
+# Per-eps outcome (state files) of an example already broken at a smaller eps.
+SMALLER_EPS = "smaller-eps"
 
 
 @dataclass
@@ -56,7 +62,7 @@ class Evaluation:
     model: dict                      # {"spec": ..., "kind": zoo|model-dir|robustbench|callable|module}
     dataset: str
     threat_model: str
-    eps: float
+    eps: float                       # the eps of the model_info keys (the standard budget if evaluated, else the largest)
     eps_text: str
     n_examples: int
     data: dict                       # {"source": ..., "sha256": ..., "leaderboard_eligible": bool}
@@ -64,8 +70,8 @@ class Evaluation:
     seed: int
     batch_size: int
     clean_accuracy: float            # percent
-    robust_accuracy: float           # percent, after all attacks
-    robust_accuracy_after: dict      # attack -> percent, in attack order
+    robust_accuracy: float           # percent, after all attacks, at ``eps``
+    robust_accuracy_after: dict      # attack -> percent, in attack order, at ``eps``
     versions: dict                   # score-zoo, torch, pyautoattack, python
     device: str
     weights_sha256: str | None
@@ -73,12 +79,31 @@ class Evaluation:
     duration_s: float
     warnings: list = field(default_factory=list)   # [{"source", "message", "count"}]
     shard: dict | None = None        # {"index", "count", "start", "stop"} for a shard file
-    per_example: dict = field(default_factory=dict)  # {"start": int, "outcome": [Outcome, ...]}
+    # {"start": int, "outcome": [Outcome, ...], "broken_at": [eps_text | CLEAN_BREAK | None, ...]}
+    per_example: dict = field(default_factory=dict)
+    # one point per evaluated eps, increasing: {"eps", "eps_text", "robust_accuracy", "robust_accuracy_after"}
+    curve: list = field(default_factory=list)
+    numerics: dict = field(default_factory=dict)     # devices.Numerics fields
+    execution: dict = field(default_factory=dict)    # {"workers", "threads_per_worker"}
+    randomized: bool = False                         # AutoAttack flagged the model as randomized
 
     def config_key(self) -> dict:
         """The fields that must agree between shards of one evaluation."""
-        return {k: getattr(self, k) for k in ("model", "dataset", "threat_model", "eps", "n_examples", "data",
-                                              "autoattack", "seed", "batch_size", "weights_sha256")}
+        key = {k: getattr(self, k) for k in ("model", "dataset", "threat_model", "eps", "n_examples", "data",
+                                             "autoattack", "seed", "batch_size", "weights_sha256", "numerics")}
+        key["curve"] = self.eps_list()
+        return key
+
+    def eps_list(self) -> list[tuple[float, str]]:
+        """The evaluated budgets, increasing, as (value, text)."""
+        return [(p["eps"], p["eps_text"]) for p in self.curve]
+
+    def robust_flags(self, eps_text: str | None = None) -> list[bool]:
+        """Per example: robust at ``eps_text`` (default: the result's ``eps``)?"""
+        order = {text: j for j, (_, text) in enumerate(self.eps_list())}
+        j = order[eps_text or self.eps_text]
+        return [o != "clean" and (b is None or order[b] > j)
+                for o, b in zip(self.per_example["outcome"], self.per_example["broken_at"])]
 
 
 @dataclass
@@ -112,13 +137,13 @@ class EvaluationResult:
         if not isinstance(data, dict) or EVALUATION_KEY not in data:
             raise ConfigError(f"{origin} is not a score-harness result (no '{EVALUATION_KEY}' object)")
         ev = data[EVALUATION_KEY]
-        if not isinstance(ev, dict) or ev.get("format") != RESULT_FORMAT:
+        if not isinstance(ev, dict) or ev.get("format") not in (RESULT_FORMAT, FORMAT_1):
             raise ConfigError(f"{origin} has evaluation format {ev.get('format') if isinstance(ev, dict) else None!r}, "
                               f"expected {RESULT_FORMAT}")
         try:
             info = ModelInfo(**{k: data[k] for k in MODEL_INFO_KEYS if k in data})
-            evaluation = Evaluation(**ev)
-        except TypeError as e:
+            evaluation = Evaluation(**(_upgrade_format_1(ev) if ev["format"] == FORMAT_1 else ev))
+        except (TypeError, KeyError) as e:
             raise ConfigError(f"{origin} has unexpected or missing fields ({e})") from None
         return cls(info, evaluation)
 
@@ -138,12 +163,49 @@ def fmt_acc(value: float) -> str:
     return f"{value:.2f}"
 
 
-def accuracies(outcomes: list[Outcome], attacks: list[str]) -> tuple[float, dict[str, float], float]:
-    """Return (clean %, {attack: robust % after it}, final robust %) from per-example outcomes."""
-    n = len(outcomes)
-    clean = sum(o != "clean" for o in outcomes)
-    after, remaining = {}, clean
-    for attack in attacks:
-        remaining -= sum(o == attack for o in outcomes)
-        after[attack] = percent(remaining, n)
-    return percent(clean, n), after, percent(remaining, n)
+def first_breaks(per_eps: list[list[Outcome]], eps_texts: list[str]) -> tuple[list[Outcome], list[str | None]]:
+    """Combine per-eps outcomes of the same examples into ``(outcome, broken_at)``.
+
+    ``per_eps[j][i]`` is example i's outcome at eps j (``SMALLER_EPS`` once broken earlier).
+    """
+    outcome: list[Outcome] = []
+    broken_at: list[str | None] = []
+    for i, first in enumerate(per_eps[0]):
+        attack, at = (first, CLEAN_BREAK) if first == "clean" else (None, None)
+        for j, text in enumerate(eps_texts):
+            if attack is not None:
+                break
+            if per_eps[j][i] is not None:
+                attack, at = per_eps[j][i], text
+        outcome.append(attack)
+        broken_at.append(at)
+    return outcome, broken_at
+
+
+def curve_points(outcome: list[Outcome], broken_at: list[str | None], eps: list[tuple[float, str]],
+                 attacks: list[str]) -> tuple[float, list[dict]]:
+    """Clean accuracy % and, per eps, robust accuracy % (overall and after each attack)."""
+    n = len(outcome)
+    order = {text: j for j, (_, text) in enumerate(eps)}
+    clean = sum(o != "clean" for o in outcome)
+    points = []
+    for j, (value, text) in enumerate(eps):
+        remaining = clean - sum(1 for o, b in zip(outcome, broken_at) if o != "clean" and b is not None
+                                and order[b] < j)
+        after = {}
+        for attack in attacks:
+            remaining -= sum(1 for o, b in zip(outcome, broken_at) if b == text and o == attack)
+            after[attack] = percent(remaining, n)
+        points.append({"eps": value, "eps_text": text, "robust_accuracy": percent(remaining, n),
+                       "robust_accuracy_after": after})
+    return percent(clean, n), points
+
+
+def _upgrade_format_1(ev: dict) -> dict:
+    """A format-1 evaluation (one eps) in the current layout."""
+    per_example = dict(ev.get("per_example") or {})
+    outcome = per_example.get("outcome", [])
+    per_example["broken_at"] = [None if o is None else CLEAN_BREAK if o == "clean" else ev["eps_text"] for o in outcome]
+    curve = [{"eps": ev["eps"], "eps_text": ev["eps_text"], "robust_accuracy": ev["robust_accuracy"],
+              "robust_accuracy_after": ev["robust_accuracy_after"]}]
+    return {**ev, "format": RESULT_FORMAT, "per_example": per_example, "curve": curve}

@@ -19,7 +19,7 @@ from zoo.fileio import atomic_path, atomic_write_json
 
 CONFIG_NAME = "config.json"
 STARTED_NAME = "started.json"
-STATE_FORMAT = "score-harness-state/1"
+STATE_FORMAT = "score-harness-state/2"
 
 
 class StateDir:
@@ -43,8 +43,11 @@ class StateDir:
                 found = json.loads(cfg_path.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise ConfigError(f"state dir {self.path} has a corrupt {CONFIG_NAME}; delete the folder to start over") from None
-            if not isinstance(found, dict) or found.get("format") != STATE_FORMAT:
+            if not isinstance(found, dict) or not str(found.get("format", "")).startswith("score-harness-state/"):
                 raise ConfigError(f"{self.path} is not a score-harness state dir; choose another --state-dir")
+            if found["format"] != STATE_FORMAT:
+                raise ConfigError(f"state dir {self.path} was written by another version of the harness "
+                                  f"({found['format']}, this one writes {STATE_FORMAT}); delete it to start over")
             if found != self.config:
                 diff = sorted(k for k in set(found) | set(self.config) if found.get(k) != self.config.get(k))
                 raise ConfigError(f"state dir {self.path} belongs to a different evaluation (differs in: "
@@ -58,12 +61,12 @@ class StateDir:
         except OSError as e:
             raise ConfigError(f"cannot create state dir {self.path} ({e.strerror or e}); pass a writable --state-dir") from None
 
-    def batch_path(self, index: int) -> Path:
-        return self.path / f"batch-{index:06d}.pt"
+    def batch_path(self, index: int, eps_index: int) -> Path:
+        return self.path / f"batch-{index:06d}-eps{eps_index:02d}.pt"
 
-    def load(self, index: int, n: int) -> dict | None:
-        """Return the saved record of batch ``index`` (``n`` examples), or None if not done."""
-        path = self.batch_path(index)
+    def load(self, index: int, eps_index: int, n: int) -> dict | None:
+        """Return the saved record of batch ``index`` (``n`` examples) at eps number ``eps_index``, or None."""
+        path = self.batch_path(index, eps_index)
         if not path.is_file():
             return None
         try:
@@ -75,7 +78,7 @@ class StateDir:
             raise ConfigError(f"state file {path} does not hold batch {index} of this evaluation; delete it to recompute that batch")
         return record
 
-    def save(self, index: int, record: dict) -> None:
-        """Write the record of a finished batch (with its ``seconds``) atomically."""
-        with atomic_path(self.batch_path(index)) as tmp:
+    def save(self, index: int, eps_index: int, record: dict) -> None:
+        """Write the record of a finished batch at one eps (with its ``seconds``) atomically."""
+        with atomic_path(self.batch_path(index, eps_index)) as tmp:
             torch.save(record, tmp)

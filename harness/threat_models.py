@@ -44,6 +44,38 @@ def resolve_eps(threat_model: str, eps: str | float | None) -> tuple[float, str]
     return value, format_eps(value, threat_model, text)
 
 
+def resolve_eps_list(threat_model: str, eps) -> list[tuple[float, str]]:
+    """Parse one budget or an increasing list (``"1/255,2/255,4/255"`` or a sequence) into ``[(value, text)]``.
+
+    ``None`` means the standard budget. Unsorted or repeated lists are refused.
+    """
+    threat_model = check_threat_model(threat_model)
+    if eps is None or isinstance(eps, (int, float)):
+        return [resolve_eps(threat_model, eps)]
+    items = [e.strip() for e in eps.split(",")] if isinstance(eps, str) else list(eps)
+    shown = eps if isinstance(eps, str) else ",".join(str(e) for e in eps)
+    if any(item == "" for item in items):
+        raise ConfigError(f"eps list '{shown}' has an empty entry; write it like 1/255,2/255,4/255,8/255")
+    values = [resolve_eps(threat_model, item) for item in items]
+    for (a, a_text), (b, b_text) in zip(values, values[1:]):
+        if math.isclose(a, b, rel_tol=1e-9):
+            raise ConfigError(f"eps list '{shown}' repeats {b_text}; give each budget once, in increasing order")
+        if b < a:
+            raise ConfigError(f"eps list '{shown}' is not in increasing order ({a_text} comes before {b_text}); "
+                              "write the smallest budget first, e.g. 1/255,2/255,4/255,8/255")
+    return values
+
+
+def is_standard_eps(threat_model: str, value: float) -> bool:
+    """Is ``value`` RobustBench's standard budget for the threat model?"""
+    return math.isclose(value, parse_eps(DEFAULT_EPS[threat_model]), rel_tol=1e-9)
+
+
+def main_eps_index(threat_model: str, eps: list[tuple[float, str]]) -> int:
+    """The eps a result's RobustBench keys describe: the standard budget when evaluated, else the largest."""
+    return next((j for j, (v, _) in enumerate(eps) if is_standard_eps(threat_model, v)), len(eps) - 1)
+
+
 def format_eps(value: float, threat_model: str = "Linf", text: str | float | None = None) -> str:
     """Format eps like RobustBench: Linf as ``k/255`` when it is one, else the plain number."""
     if isinstance(text, str) and "/" in text:

@@ -48,11 +48,12 @@ class VerifyReport:
 
 
 def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=None, device: str | None = None,
-           data_dir=None, confidence: float = 0.95, progress: bool = True) -> VerifyReport:
+           data_dir=None, confidence: float = 0.95, progress: bool = True, workers: int | None = None) -> VerifyReport:
     """Re-run the evaluation of ``result_path`` on its first ``n_examples`` (default min(n, 500)).
 
-    Consistent means the claimed robust accuracy lies inside the Clopper-Pearson
-    interval of the re-evaluated prefix and the weights are the same.
+    Consistent means the claimed robust accuracy (at the result's ``eps``) lies
+    inside the Clopper-Pearson interval of the re-evaluated prefix and the
+    weights are the same. A curve is re-evaluated at all its eps (it is nested).
     """
     claimed = EvaluationResult.from_json(result_path)
     ev = claimed.evaluation
@@ -67,17 +68,19 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
     if data_dir is None and ev.data["source"] != "bundled-subset":
         data_dir = ev.data["source"]
     aa = ev.autoattack
-    fresh = evaluate(spec, ev.dataset, ev.threat_model, ev.eps_text, n, batch_size=ev.batch_size,
-                     version=aa["version"], attacks=aa["attacks"] if aa["version"] == "custom" else None,
-                     seed=ev.seed, device=device, data_dir=data_dir, n_iter=aa.get("n_iter"), progress=progress)
+    fresh = evaluate(spec, ev.dataset, ev.threat_model, [text for _, text in ev.eps_list()], n,
+                     batch_size=ev.batch_size, version=aa["version"],
+                     attacks=aa["attacks"] if aa["version"] == "custom" else None, seed=ev.seed, device=device,
+                     data_dir=data_dir, n_iter=aa.get("n_iter"), progress=progress, workers=workers,
+                     exact=bool(ev.numerics.get("exact")), channels_last=ev.numerics.get("channels_last"))
     if fresh.evaluation.weights_sha256 != ev.weights_sha256:
         raise ConfigError(f"the model's weights (sha256 {fresh.evaluation.weights_sha256}) differ from the ones in "
                           f"{result_path} ({ev.weights_sha256})")
-    new = fresh.evaluation.per_example["outcome"]
-    old = ev.per_example.get("outcome", [])[ev.per_example.get("start", 0):][:n]
-    k = sum(o is None for o in new)
+    new = fresh.evaluation.robust_flags()
+    old = ev.robust_flags()[:n]
+    k = sum(new)
     low, high = clopper_pearson(k, n, confidence)
-    agree = sum((a is None) == (b is None) for a, b in zip(new, old)) / n if len(old) == n else float("nan")
+    agree = sum(a == b for a, b in zip(new, old)) / n if len(old) == n else float("nan")
     claim = ev.robust_accuracy
     consistent = 100 * low - 1e-9 <= claim <= 100 * high + 1e-9
     return VerifyReport(str(result_path), claim, n, k, 100.0 * k / n, (100 * low, 100 * high), confidence,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -46,6 +47,65 @@ class NaNModel(nn.Module):
 
 def nan_model() -> nn.Module:
     return NaNModel()
+
+
+def failing_builder() -> nn.Module:
+    """A builder that raises, as a user's broken one would."""
+    raise ValueError("no checkpoint at /nonexistent/model.pt")
+
+
+class _TupleModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = centroid_model()
+
+    def forward(self, x):
+        return self.inner(x), x.flatten(1)
+
+
+def tuple_model() -> nn.Module:
+    """Returns (logits, features) instead of logits."""
+    return _TupleModel()
+
+
+class _RandomShift(nn.Module):
+    """The centroid model plus a random constant per example and call: AutoAttack's check sees
+    different outputs for the same input (a randomized defense), yet every prediction and every
+    gradient is that of the deterministic model."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = centroid_model()
+
+    def forward(self, x):
+        logits = self.inner(x)
+        return logits + torch.rand(len(x), 1) * 5
+
+
+def randomized_model() -> nn.Module:
+    return _RandomShift().eval()
+
+
+class _Slow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = centroid_model()
+
+    def forward(self, x):
+        time.sleep(0.004)
+        return self.inner(x)
+
+
+def slow_centroid_model() -> nn.Module:
+    """The centroid model, 4 ms per forward pass: batches last long enough to interrupt."""
+    return _Slow().eval()
+
+
+def unpicklable_model() -> nn.Module:
+    """The centroid model holding a lambda: it cannot be sent to another process."""
+    model = centroid_model()
+    model.scale = lambda t: t
+    return model
 
 
 def run_cli(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -33,6 +33,9 @@ def cli(*args):
     (["harness_helpers:nan_model", *SMALL], "NaN"),
     (["harness_helpers:centroid_model", "--version", "custom"], "needs --attacks"),
     (["harness_helpers:centroid_model", "--shard", "2/2"], "out of range"),
+    (["harness_helpers:failing_builder"], "building the model with 'harness_helpers:failing_builder' failed: "
+                                          "ValueError: no checkpoint at /nonexistent/model.pt"),
+    (["harness_helpers:tuple_model", *SMALL], "returns a tuple on the first batch, not a tensor of logits"),
 ])
 def test_bad_evaluate_input_is_one_line(args, message, monkeypatch):
     monkeypatch.syspath_prepend(str(__import__("harness_helpers").TESTS_DIR))
@@ -50,7 +53,7 @@ def test_state_dir_foreign_corrupt_and_other_config(tmp_path):
     assert cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))[0] == 0
     code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--seed", "1", "--out", str(out))
     assert code == 1 and "different evaluation" in err and "seed" in err
-    (tmp_path / "r.state" / "batch-000000.pt").write_bytes(b"garbage")
+    (tmp_path / "r.state" / "batch-000000-eps00.pt").write_bytes(b"garbage")
     code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))
     assert code == 1 and "corrupt" in err
     assert json.loads(out.read_text())["evaluation"]["seed"] == 0  # the earlier result is untouched
@@ -104,3 +107,23 @@ def test_corrupt_data_dir_and_truncated_weights_are_one_line(tmp_path, monkeypat
     weights.write_bytes(weights.read_bytes()[:4096])
     code, err = cli("evaluate", str(model_dir), *SMALL)
     assert code == 1 and "not a readable safetensors" in err
+
+
+def test_randomized_model_is_evaluated_marked_and_shown_in_the_leaderboard(tmp_path):
+    root = tmp_path / "model_info" / "cifar10" / "Linf"
+    out = root / "Noisy.json"
+    res = CliRunner().invoke(main, ["evaluate", "harness_helpers:randomized_model", *SMALL, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "clean " in res.stdout and "robust " in res.stdout
+    assert "randomized defense" in res.stderr and "--version rand" in res.stderr
+    data = json.loads(out.read_text())
+    assert data["evaluation"]["randomized"] is True and data["unreliable"] is True
+    assert "does not rank randomized defenses" in data["footnote"]
+    board = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "model_info")])
+    assert board.exit_code == 0 and "| Noisy [randomized] |" in board.stdout
+    assert "RobustBench does not rank randomized defenses" in board.stdout
+    board = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "model_info"), "--format", "json"])
+    lb = json.loads(board.stdout)["leaderboards"][0]
+    [row] = lb["models"] + lb["not_leaderboard_grade"]
+    assert row["randomized"] is True and not row["leaderboard_grade"]
+    assert any("randomized" in p for p in row["not_leaderboard_grade_because"])

@@ -22,7 +22,7 @@ from harness_helpers import TESTS_DIR, centroid_model, run_cli
 ARGS = ["harness_helpers:centroid_model", "--n-examples", "32", "--batch-size", "8", "--version", "custom",
         "--attacks", "apgd-ce,apgd-t", "--n-iter", "10", "--seed", "3"]
 KW = dict(n_examples=32, batch_size=8, version="custom", attacks=["apgd-ce", "apgd-t"], n_iter=10, seed=3,
-          progress=False)
+          progress=False, workers=1)
 RB_EXAMPLE = Path(__file__).parent / "data" / "robustbench-model-info" / "cifar10_Linf_Pang2022Robustness_WRN28_10.json"
 
 

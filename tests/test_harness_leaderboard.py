@@ -24,7 +24,7 @@ from harness_helpers import centroid_model
 RB_DIR = Path(__file__).parent / "data" / "robustbench-model-info"  # RobustBench model_info files
 RB_TREE = Path(__file__).parent / "data" / "robustbench-model-info-tree" / "model_info"  # RobustBench's whole tree
 BOARDS = sorted((p.parent.name, p.name) for p in RB_TREE.glob("*/*") if p.is_dir())
-KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce"], n_iter=5, progress=False)
+KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce"], n_iter=5, progress=False, workers=1)
 EXTERNAL = ["Amini2024MeanSparse_S-WRN-94-16", "Bartoldson2024Adversarial_WRN-94-16"]  # external reorders these
 
 
@@ -191,14 +191,14 @@ def test_html_page_renders_in_headless_chromium(tree, tmp_path):
 def test_verify_consistent_and_inconsistent(tree, tmp_path):
     _, out = tree
     runner = CliRunner()
-    ok = runner.invoke(main, ["verify", str(out), "--n-examples", "16", "--json"])
+    ok = runner.invoke(main, ["verify", str(out), "--n-examples", "16", "--workers", "1", "--json"])
     assert ok.exit_code == 0, ok.output
     report = json.loads(ok.stdout)
     assert report["consistent"] and report["per_example_agreement"] == 1.0 and report["method"] == "Clopper-Pearson"
     forged = json.loads(out.read_text())
     forged["evaluation"]["robust_accuracy"] = 90.0
     (tmp_path / "forged.json").write_text(json.dumps(forged))
-    bad = runner.invoke(main, ["verify", str(tmp_path / "forged.json"), "--n-examples", "16"])
+    bad = runner.invoke(main, ["verify", str(tmp_path / "forged.json"), "--n-examples", "16", "--workers", "1"])
     assert bad.exit_code == 1 and "INCONSISTENT" in bad.stdout
 
 

@@ -49,6 +49,8 @@ def problems(evaluation: dict, dataset: str) -> list[str]:
         out.append(f"AutoAttack version {version} (leaderboards use {LEADERBOARD_VERSION})")
     if aa.get("n_iter"):
         out.append(f"reduced attack iterations (n_iter={aa['n_iter']})")
+    if evaluation.get("randomized") and version != "rand":
+        out.append("a randomized defense evaluated with the standard version (use --version rand)")
     return out
 
 
