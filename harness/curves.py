@@ -92,10 +92,10 @@ def tree_curves(root: str | os.PathLike, dataset: str | None = None, threat_mode
     from .leaderboard import read_tree
 
     curves = []
-    for row in read_tree(root, dataset, threat_model):
+    for row in read_tree(root, dataset, threat_model).rows:
         if not isinstance(row.info.get(EVALUATION_KEY), dict):
             continue  # a RobustBench model_info file: one eps, no provenance
-        result = EvaluationResult.from_dict(row.info, str(row.path))
+        result = EvaluationResult.from_dict(row.info, row.source)
         if len(result.evaluation.curve) > 1:
             curves.append(curve_of(result, row.key))
     return curves

@@ -8,7 +8,7 @@ from huggingface_hub import ModelCard
 from test_hub_publish import EVALUATION
 
 from zoo import list_entries
-from zoo.cards import bibtex, default_cards_dir, render_card
+from zoo.cards import bibtex, default_cards_dir, entry_evaluations, render_card
 from zoo.cli import main
 from zoo.errors import ConfigError
 from zoo.registry import get_entry
@@ -75,11 +75,16 @@ def test_bundled_card_says_bundled_counts_images_right_and_never_claims_the_offi
     results = card.data.eval_results
     assert all(not r.dataset_split.startswith("test") for r in results)      # a JPEG-decoded copy, not the split
     assert all(r.dataset_name == "CIFAR-10 (unofficial test copy)" for r in results)
+    rep, [evaluation] = entry.reported, entry_evaluations(entry)
+    n, full = rep["n_examples"], rep["clean_n_examples"]
+    assert full == 10000 and n < full                                         # clean on all images, AA on a prefix
     clean = {(r.metric_value, r.metric_args["n_examples"], r.dataset_split) for r in results if r.metric_config == "clean"}
-    assert clean == {(60.63, 10000, "unofficial-test-copy"), (58.8, 1000, "unofficial-test-copy[:1000]")}
+    assert clean == {(rep["clean_acc"], full, "unofficial-test-copy"),
+                     (float(evaluation["clean_acc"]), n, f"unofficial-test-copy[:{n}]")}
     robust = [(r.metric_value, r.metric_args["n_examples"], r.dataset_split) for r in results if r.metric_config != "clean"]
-    assert robust == [(23.2, 1000, "unofficial-test-copy[:1000]")]                # listed once, not per source
-    assert "| CIFAR-10 test copy (unofficial) | Linf 8/255 | 10000 / 1000 | 60.63 | 23.20 |" in card.text
+    assert robust == [(rep["autoattack_acc"], n, f"unofficial-test-copy[:{n}]")]  # listed once, not per source
+    assert (f"| CIFAR-10 test copy (unofficial) | Linf 8/255 | {full} / {n} | {rep['clean_acc']:.2f} | "
+            f"{rep['autoattack_acc']:.2f} |") in card.text
 
 
 def test_origin_only_card_names_both_original_sources_and_the_robustbench_loader():
