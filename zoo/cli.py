@@ -47,7 +47,7 @@ def list_cmd(as_json: bool):
     click.echo(header)
     click.echo("-" * len(header))
     for e in entries:
-        where = "bundled" if e.local_dir else ("hub" if e.published else "origin only")
+        where = ("bundled" if e.builtin else "local") if e.local_dir else ("hub" if e.published else "origin only")
         click.echo(f"{e.name:<26} {e.dataset:<9} {e.threat_model + ' ' + e.eps:<12} {e.architecture:<17} "
                    f"{_fmt_acc(e.reported.get('clean_acc')):>6} {_fmt_acc(e.reported.get('autoattack_acc')):>6}  {where}")
 
