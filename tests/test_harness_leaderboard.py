@@ -112,7 +112,7 @@ def test_zoo_entries_join_with_their_eligibility(tree):
     values = [float(m["best_known_acc"]) for m in board["models"]]
     assert values == sorted(values, reverse=True)
     apart = {m["key"]: m["not_leaderboard_grade_because"] for m in board["not_leaderboard_grade"]}
-    assert apart["cifar10-linf-tiny"] == ["a subset: 1,000 of the 10,000 test images",
+    assert apart["cifar10-linf-tiny"] == ["a subset: 500 of the 10,000 test images",
                                           "cifar10_test.npz, a copy of the test data, not the official test files"]
     assert set(apart) == {"cifar10-linf-tiny", "cifar10-linf-tiny-trades", "Tiny_Centroid"}
     zoo_only = CliRunner().invoke(main, ["leaderboard", "--zoo", "--dataset", "cifar100"])
