@@ -13,7 +13,6 @@ AMX, or a CUDA GPU); elsewhere the bf16 variant falls back to fp32 with a warnin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import statistics
 import time
@@ -55,7 +54,7 @@ def _step_fn(model, x, y, cfg, device, bf16: bool, channels_last: bool):
     enabled = use_bf16(bf16, device)
 
     def amp():
-        return autocast(device, enabled) if enabled else contextlib.nullcontext()
+        return autocast(device, enabled)
 
     def step():
         out = adversarial_step(model, model, x, y, cfg, 10, amp, step_generator(0, 0, 0, 0, device))

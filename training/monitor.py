@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from . import distributed as D
 from .attacks import advertorch_pgd
+from .bn import eval_mode
 from .config import TrainConfig
 from .data import to_float
 from .losses import cw_loss
@@ -31,21 +32,19 @@ def accuracy(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
 
     ``attack_steps = 0`` measures clean accuracy only (the second value is None).
     """
-    was_training = model.training
-    model.eval()
     x_u8, y = x_u8[info.rank::info.world_size], y[info.rank::info.world_size]
     counts = torch.zeros(3, dtype=torch.float64, device=info.device)
-    for i in range(0, len(y), cfg.eval_batch_size):
-        xb = to_float(x_u8[i:i + cfg.eval_batch_size], info.device)
-        yb = y[i:i + cfg.eval_batch_size].to(info.device)
-        counts[0] += (model(xb).argmax(1) == yb).sum()
-        if attack_steps:
-            with torch.enable_grad():
-                xb = advertorch_pgd(model, xb, lambda logits, t=yb: cw_loss(logits, t), cfg.threat, cfg.eps,
-                                    selection_step_size(cfg), attack_steps, generator)
-            counts[1] += (model(xb).argmax(1) == yb).sum()
-        counts[2] += len(yb)
+    with eval_mode(model):
+        for i in range(0, len(y), cfg.eval_batch_size):
+            xb = to_float(x_u8[i:i + cfg.eval_batch_size], info.device)
+            yb = y[i:i + cfg.eval_batch_size].to(info.device)
+            counts[0] += (model(xb).argmax(1) == yb).sum()
+            if attack_steps:
+                with torch.enable_grad():
+                    xb = advertorch_pgd(model, xb, lambda logits, t=yb: cw_loss(logits, t), cfg.threat, cfg.eps,
+                                        selection_step_size(cfg), attack_steps, generator)
+                counts[1] += (model(xb).argmax(1) == yb).sum()
+            counts[2] += len(yb)
     D.all_reduce_sum(counts, info)
-    model.train(was_training)
     n = max(1.0, counts[2].item())
     return 100.0 * counts[0].item() / n, (100.0 * counts[1].item() / n if attack_steps else None)

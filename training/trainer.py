@@ -228,7 +228,6 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         return autocast(info.device, bf16)
 
     raw = zoo.create_model(cfg.architecture, dataset=cfg.dataset).to(info.device, memory_format=layout)
-    set_bn_momentum(raw, cfg.bn_momentum)
     optimizer = build_optimizer(raw, cfg)
     scheduler = build_scheduler(optimizer, cfg, plan.steps_per_epoch)
     ema = EMA(raw, cfg.ema_decay, cfg.ema_warmup_fraction * cfg.epochs * plan.steps_per_epoch, cfg.ema_dynamic) \
@@ -250,6 +249,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
     model = DistributedDataParallel(raw, device_ids=[info.device] if info.device.type == "cuda" else None) \
         if info.enabled else raw
     released = ema.model if ema is not None else raw
+    # the very first step initialises BatchNorm's running statistics (momentum 1.0 for all its forwards)
+    first_step_init = cfg.bn_first_batch_init and global_step == 0
+    set_bn_momentum(raw, 1.0 if first_step_init else cfg.bn_momentum)
 
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -284,8 +286,6 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         epoch_start = time.time()
         epoch_lr, epoch_momentum = optimizer.param_groups[0]["lr"], optimizer.param_groups[0].get("momentum")
         for step in range(start_step, plan.steps_per_epoch):
-            # the very first step initialises BatchNorm's running statistics (momentum 1.0 for all its forwards)
-            set_bn_momentum(raw, 1.0 if cfg.bn_first_batch_init and global_step == 0 else cfg.bn_momentum)
             x_u8, y = plan.batch(epoch, step, info.rank, info.world_size)
             gen = step_generator(cfg.seed, epoch, step, info.rank, torch.device("cpu"))
             x = augment(to_float(x_u8, info.device), cfg.augmentation_name, gen)
@@ -318,6 +318,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
             if cfg.lr_schedule_unit == "step":
                 scheduler.step()
             global_step += 1
+            if first_step_init and global_step == 1:
+                set_bn_momentum(raw, cfg.bn_momentum)
             if ema is not None:
                 ema.update(raw, global_step)
             stats.add(batch_stats)
