@@ -192,12 +192,18 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
     with lock:
         if out is not None or state_dir is not None:
             path = Path(state_dir) if state_dir is not None else default_state_dir(out)
+            def prefix_sha256(k: int) -> str:
+                return data_fingerprint(x[:k], y[:k])
+
             if rank0:
-                job.state = StateDir(path, config, started)
+                job.state = StateDir(path, config, started, prefix_sha256)
             distributed.barrier()
             if not rank0:
-                job.state = StateDir(path, config, started)
+                job.state = StateDir(path, config, started, prefix_sha256)
             started = job.state.started_at
+            if job.state.grown_from is not None:
+                notes.append(("harness", f"grown from an evaluation of the first {job.state.grown_from} images: "
+                                         "its finished batches were kept"))
         records, devices = _run_batches(job, batches, devices, device, notes, progress, world, workers is not None)
         per_eps = [[o for b in batches for o in records[b][j]["outcome"]] for j in range(len(eps_list))]
         outcome, broken_at = first_breaks(per_eps, [t for _, t in eps_list])

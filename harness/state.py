@@ -2,7 +2,10 @@
 
 A state directory holds ``config.json`` (everything that determines the
 results) and ``batch-NNNNNN.pt`` files. A directory made for another
-configuration, or not made by the harness, is refused.
+configuration, or not made by the harness, is refused, with one exception:
+an evaluation of the first N images grows into one of the first M > N (same
+everything else, the same first N images), keeping its full batches, since a
+batch's result depends only on its images and its index.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import os
 import pickle
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -25,16 +29,19 @@ STATE_FORMAT = "score-harness-state/2"
 class StateDir:
     """Per-batch progress of one evaluation configuration."""
 
-    def __init__(self, path: str | os.PathLike, config: dict, started_at: str):
+    def __init__(self, path: str | os.PathLike, config: dict, started_at: str,
+                 prefix_sha256: Callable[[int], str] | None = None):
+        """Open or create the state of ``config``; ``prefix_sha256(n)`` fingerprints the first n images."""
         self.path = Path(path)
         self.config = {"format": STATE_FORMAT, **config}
-        self._open()
+        self.grown_from: int | None = None  # image count of the evaluation this state grew from
+        self._open(prefix_sha256)
         started = self.path / STARTED_NAME
         if not started.is_file():
             atomic_write_json(started, {"started_at": started_at})
         self.started_at = json.loads(started.read_text()).get("started_at", started_at)
 
-    def _open(self) -> None:
+    def _open(self, prefix_sha256: Callable[[int], str] | None) -> None:
         cfg_path = self.path / CONFIG_NAME
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"state dir {self.path} is a file; pass a folder with --state-dir")
@@ -48,7 +55,9 @@ class StateDir:
             if found["format"] != STATE_FORMAT:
                 raise ConfigError(f"state dir {self.path} was written by another version of the harness "
                                   f"({found['format']}, this one writes {STATE_FORMAT}); delete it to start over")
-            if found != self.config:
+            if found != self.config and self._grows(found, prefix_sha256):
+                self._grow(found["n_examples"])
+            elif found != self.config:
                 diff = sorted(k for k in set(found) | set(self.config) if found.get(k) != self.config.get(k))
                 raise ConfigError(f"state dir {self.path} belongs to a different evaluation (differs in: "
                                   f"{', '.join(diff)}); use another --state-dir or delete it to start over")
@@ -60,6 +69,27 @@ class StateDir:
             atomic_write_json(cfg_path, self.config)
         except OSError as e:
             raise ConfigError(f"cannot create state dir {self.path} ({e.strerror or e}); pass a writable --state-dir") from None
+
+    def _grows(self, found: dict, prefix_sha256: Callable[[int], str] | None) -> bool:
+        """Whether ``found`` is this evaluation on fewer of the same first images."""
+        new, old = self.config, found
+        differ = {k for k in set(new) | set(old) if new.get(k) != old.get(k)}
+        if prefix_sha256 is None or differ != {"n_examples", "data"}:
+            return False
+        if not isinstance(old["n_examples"], int) or not 0 < old["n_examples"] < new["n_examples"]:
+            return False
+        if not isinstance(old["data"], dict) or old["data"].get("source") != new["data"]["source"]:
+            return False
+        return prefix_sha256(old["n_examples"]) == old["data"].get("sha256")
+
+    def _grow(self, old_n: int) -> None:
+        """Adopt the larger config; drop the last batch of the old one if it was not full."""
+        batch_size = self.config["batch_size"]
+        if old_n % batch_size:
+            for path in self.path.glob(f"batch-{old_n // batch_size:06d}-eps*.pt"):
+                path.unlink()
+        atomic_write_json(self.path / CONFIG_NAME, self.config)
+        self.grown_from = old_n
 
     def batch_path(self, index: int, eps_index: int) -> Path:
         return self.path / f"batch-{index:06d}-eps{eps_index:02d}.pt"

@@ -126,3 +126,29 @@ def test_torchrun_two_processes_equal_single_process(full, tmp_path):
     result = EvaluationResult.from_json(out)
     assert result.evaluation.per_example == full[1].evaluation.per_example
     assert "2 processes" in result.evaluation.device
+
+
+def test_evaluation_grows_to_more_images_keeping_full_batches(full, tmp_path):
+    out, state = tmp_path / "g.json", tmp_path / "g.state"
+    small = {**KW, "n_examples": 12}  # batch 0 full, batch 1 holds 4 of its 8 images
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate("harness_helpers:centroid_model", out=out, state_dir=state, **small)
+        kept = (state / "batch-000000-eps00.pt").stat().st_mtime_ns
+        grown = evaluate("harness_helpers:centroid_model", out=out, state_dir=state, **KW)
+    assert grown.evaluation.per_example == full[1].evaluation.per_example
+    assert (state / "batch-000000-eps00.pt").stat().st_mtime_ns == kept
+    assert json.loads((state / "config.json").read_text())["n_examples"] == 32
+    assert any("grown from an evaluation of the first 12 images" in w["message"] for w in grown.evaluation.warnings)
+    # other first images (here: a changed fingerprint) never grow; neither does an evaluation shrink
+    other = tmp_path / "o.state"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate("harness_helpers:centroid_model", state_dir=other, **small)
+    config = json.loads((other / "config.json").read_text())
+    config["data"]["sha256"] = "0" * 64
+    (other / "config.json").write_text(json.dumps(config))
+    for state_dir, n in ((other, 32), (state, 12)):
+        res = run_cli("evaluate", *ARGS[:ARGS.index("--n-examples")], "--n-examples", str(n),
+                      *ARGS[ARGS.index("--n-examples") + 2:], "--state-dir", str(state_dir))
+        assert res.returncode == 1 and "belongs to a different evaluation" in res.stderr

@@ -162,3 +162,14 @@ def test_robustbench_own_load_model_gets_the_zoo_hub_weights_through_timm(hub, t
     torch.testing.assert_close(torch.tensor(out["logits"]), logits(model), rtol=1e-6, atol=1e-6)
     assert f"expected {digest}" in out["tampered"] and "removed from the cache" in out["tampered"]
     assert not Path(tmp_path / "rb-models").exists()    # nothing came from robustbench's Google Drive path
+
+
+@pytest.mark.parametrize("code", [
+    "import sys, zoo; assert 'timm' not in sys.modules; import timm",   # zoo first: timm not imported by zoo
+    "import timm, zoo",                                                 # timm first
+])
+def test_zoo_models_are_in_timm_whichever_is_imported_first(code):
+    check = "; print(timm.is_model('wrn_10_1_swish'), zoo.register_timm_models())"
+    out = subprocess.run([sys.executable, "-c", code + check], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "[]"]  # registered once, by the hook

@@ -1,6 +1,8 @@
 """bf16 autocast and channels_last training on CPU: the step runs, stays fp32 where it must, falls back cleanly."""
 
 import contextlib
+import json
+import math
 import warnings
 
 import pytest
@@ -35,6 +37,8 @@ def test_missing_bf16_falls_back_to_fp32_with_one_warning(tmp_path):
         warnings.simplefilter("error")
         assert use_bf16(False, CPU, _cpuinfo(tmp_path, "avx2")) is False
         assert use_bf16(True, CPU, _cpuinfo(tmp_path, "avx512_bf16")) is True
+        assert use_bf16(True, CPU, _cpuinfo(tmp_path, "avx2"), emulate=True) is True
+        assert use_bf16(False, CPU, _cpuinfo(tmp_path, "avx2"), emulate=True) is False
 
 
 @pytest.mark.parametrize("objective", ["score", "trades", "pgd-at"])
@@ -60,3 +64,26 @@ def test_bf16_channels_last_step_on_cpu_keeps_fp32_weights_and_losses(objective)
     fp32 = adversarial_step(ref, ref, x.contiguous(), y, cfg, 10, contextlib.nullcontext,
                             torch.Generator().manual_seed(0))
     assert out.loss.item() == pytest.approx(fp32.loss.item(), rel=0.1)
+
+
+def test_training_run_records_bf16_and_keeps_fp32_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from harness.data import load_arrays
+    from training import train
+    from training.data import TrainData
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = load_arrays("cifar10", "test", None)
+        data = TrainData.from_arrays(x[:96], y[:96], "cifar10", holdout_size=32)
+        cfg = {"architecture": "wrn-10-1-swish", "batch_size": 32, "attack_steps": 1, "eval_attack_steps": 1,
+               "epochs": 1, "checkpoint_every": 0, "bf16": True, "channels_last": True}
+        emulated = train(make_config({**cfg, "bf16_emulate": True}), tmp_path / "emulated", data=data, progress=False)
+        plain = train(make_config(cfg), tmp_path / "plain", data=data, progress=False)
+    assert json.loads((emulated / "run_info.json").read_text())["bf16"] is True
+    assert json.loads((plain / "run_info.json").read_text())["bf16"] is cpu_has_native_bf16()
+    weights = load_file(emulated / "model" / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+    record = json.loads((emulated / "metrics.jsonl").read_text().splitlines()[-1])
+    assert math.isfinite(record["train_loss"])

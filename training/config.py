@@ -100,6 +100,7 @@ class TrainConfig:
     deterministic: bool = True
     channels_last: bool = False
     bf16: bool = False                  # bf16 autocast (CUDA, or a CPU with native bf16)
+    bf16_emulate: bool = False          # bf16 also where the CPU emulates it (about 10x slower; for numerics checks)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a plain dict (JSON-serialisable)."""

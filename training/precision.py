@@ -3,8 +3,9 @@
 bf16 autocast covers the forward passes (attack and loss); losses and
 softmax are computed in fp32 from the logits, and the weights, EMA and
 optimizer state stay fp32. A CPU without native bf16 instructions
-(AVX512-BF16 or AMX-BF16) would emulate it slower than fp32, so there the
-run falls back to fp32 with one warning.
+(AVX512-BF16 or AMX-BF16) would emulate it about 10x slower than fp32, so
+there the run falls back to fp32 with one warning unless ``bf16_emulate``
+asks for the emulation (to check bf16 numerics on such a machine).
 """
 
 from __future__ import annotations
@@ -31,10 +32,17 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def use_bf16(requested: bool, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Resolve a recipe's ``bf16``: True where the device runs bf16 natively; else False with one warning."""
+def use_bf16(requested: bool, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo",
+             emulate: bool = False) -> bool:
+    """Resolve a recipe's ``bf16``: True where the device runs bf16 natively; else False with one warning.
+
+    ``emulate`` keeps bf16 on a CPU without native support (slow, same numerics: for checking bf16 runs
+    on such a machine).
+    """
     if not requested:
         return False
+    if emulate and device.type == "cpu":
+        return True
     if device.type == "cuda":
         native = torch.cuda.is_bf16_supported()
     else:

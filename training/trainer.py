@@ -221,7 +221,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
     test = load_test_split(cfg)
     plan = BatchPlan(data, cfg.batch_size, cfg.generated_fraction, cfg.seed)
     num_classes = NUM_CLASSES[cfg.dataset]
-    bf16 = use_bf16(cfg.bf16, info.device)
+    bf16 = use_bf16(cfg.bf16, info.device, emulate=cfg.bf16_emulate)
     layout = memory_format(cfg.channels_last)
 
     def amp():

@@ -4,8 +4,8 @@
 >>> model = zoo.load_model("cifar10-linf")          # sha256-checked; see zoo.sources for where from
 >>> model = zoo.create_model("wrn-28-10-swish", dataset="cifar10")   # untrained
 
-Importing ``zoo`` registers its architectures, and its published entries that
-have a RobustBench name, with timm (``zoo.timm_models``).
+Importing ``zoo`` has its architectures, and its published entries that have a
+RobustBench name, registered with timm when timm is imported (``zoo.timm_models``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .errors import ScoreZooError
 from .model_dir import load_model_dir, read_config, save_model_dir
 from .registry import Entry, get_entry, list_entries
 from .sources import Located, locate
-from .timm_models import register_timm_models
+from .timm_models import register_timm_models, register_when_timm_is_imported
 
 __version__ = "0.1.0"
 
@@ -43,7 +43,7 @@ def load_model(name_or_path: str | os.PathLike, revision: str | None = None,
     return load_model_dir(model_dir, device=device, expected_sha256=sha256)
 
 
-register_timm_models()
+register_when_timm_is_imported()
 
 __all__ = [
     "Entry", "Located", "ScoreZooError", "create_model", "get_entry", "list_architectures", "list_entries",

@@ -1,7 +1,9 @@
 """Zoo models as timm models: architectures and RobustBench-named published entries in timm's registry.
 
-``register_timm_models()`` runs when ``zoo`` is imported (timm 1.0 has no
-plugin entry points) and may be called again after registry changes; it adds:
+``register_timm_models()`` runs when timm is imported, before or after
+``zoo`` (a post-import hook that ``import zoo`` installs; timm 1.0 has no
+plugin entry points), so ``import zoo`` alone does not pay for importing timm.
+It may be called again after registry changes; it adds:
 
 - every named architecture and the architecture of every registry entry under
   its timm name (``wrn-28-10-swish`` -> ``wrn_28_10_swish``), with a default
@@ -26,19 +28,15 @@ import sys
 import warnings
 
 import torch.nn as nn
-
-from .timm_compat import ensure_timm_hub
-
-ensure_timm_hub()  # before timm's first import
-
-with warnings.catch_warnings():  # timm 1.0.9's model modules use the deprecated torch.jit.interface
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
-    from timm.models import build_model_with_cfg, is_model, register_model  # noqa: E402
+import wrapt
 
 from .architectures import KNOWN_ARCHITECTURES, canonical_architecture, create_model
 from .datasets_meta import CLASS_NAMES, NUM_CLASSES
 from .errors import ScoreZooError
 from .registry import Entry, builtin_entries, list_entries
+from .timm_compat import ensure_timm_hub
+
+ensure_timm_hub()  # so that a timm imported after zoo finds its Hub support
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +92,8 @@ def _build_architecture(arch: str, num_classes: int | None = None, in_chans: int
 
 def _architecture_entrypoint(arch: str, name: str):
     def entrypoint(pretrained: bool = False, **kwargs) -> nn.Module:
+        from timm.models import build_model_with_cfg
+
         return build_model_with_cfg(functools.partial(_build_architecture, arch), name, pretrained, **kwargs)
 
     entrypoint.__doc__ = f"SCORE Zoo architecture {arch} (inputs in [0, 1]; normalisation inside the model)."
@@ -129,6 +129,8 @@ def _entry_cfg(entry: Entry, name: str) -> dict:
 
 
 def _register(name: str, entrypoint, cfg: dict) -> None:
+    from timm.models import register_model
+
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
     setattr(sys.modules[__name__], name, entrypoint)  # timm lists it in this module's __all__
@@ -149,8 +151,12 @@ def register_timm_models() -> list[str]:
     """Register the zoo's architectures and RobustBench-named published entries with timm.
 
     Idempotent; returns the names added by this call. A name timm already knows
-    from elsewhere is left alone, with a warning.
+    from elsewhere is left alone, with a warning. Imports timm.
     """
+    ensure_timm_hub()  # before timm's first import (or timm's Hub module is reloaded)
+    with warnings.catch_warnings():  # timm 1.0.9's model modules use the deprecated torch.jit.interface
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
+        from timm.models import is_model
     entries = _entries()
     wanted: dict[str, tuple] = {}  # name -> (entrypoint factory, default pretrained cfg)
     for arch in list(KNOWN_ARCHITECTURES) + [e.architecture for e in entries]:
@@ -175,3 +181,8 @@ def register_timm_models() -> list[str]:
         _register(name, make(), cfg)
         added.append(name)
     return added
+
+
+def register_when_timm_is_imported() -> None:
+    """Run ``register_timm_models`` as soon as timm is imported (at once if it already is)."""
+    wrapt.register_post_import_hook(lambda _timm: register_timm_models(), "timm")
