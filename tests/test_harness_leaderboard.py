@@ -20,6 +20,7 @@ from harness.cli import main
 from harness.evaluation import evaluate
 from harness.leaderboard import leaderboard
 from harness_helpers import centroid_model
+from zoo.registry import get_entry
 
 RB_DIR = Path(__file__).parent / "data" / "robustbench-model-info"  # RobustBench model_info files
 RB_TREE = Path(__file__).parent / "data" / "robustbench-model-info-tree" / "model_info"  # RobustBench's whole tree
@@ -112,7 +113,8 @@ def test_zoo_entries_join_with_their_eligibility(tree):
     values = [float(m["best_known_acc"]) for m in board["models"]]
     assert values == sorted(values, reverse=True)
     apart = {m["key"]: m["not_leaderboard_grade_because"] for m in board["not_leaderboard_grade"]}
-    assert apart["cifar10-linf-tiny"] == ["a subset: 500 of the 10,000 test images",
+    n = get_entry("cifar10-linf-tiny").reported["n_examples"]
+    assert apart["cifar10-linf-tiny"] == [f"a subset: {n:,} of the 10,000 test images",
                                           "cifar10_test.npz, a copy of the test data, not the official test files"]
     assert set(apart) == {"cifar10-linf-tiny", "cifar10-linf-tiny-trades", "Tiny_Centroid"}
     zoo_only = CliRunner().invoke(main, ["leaderboard", "--zoo", "--dataset", "cifar100"])
