@@ -17,25 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 from training.recipes import load_recipe
 from training.trainer import train
+from zoo import read_config
+from zoo.studies import mean_std
 
 VARIANTS = {"fp32": {"bf16": False}, "bf16": {"bf16": True, "bf16_emulate": True}}
 
 
-def _best(run_dir: Path) -> dict:
-    """The metrics of the epoch the run released as model-best (best held-out PGD, ties to the later)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("holdout_robust_acc") is not None]
-    return max(reversed(rows), key=lambda r: r["holdout_robust_acc"])
-
-
 def _spread(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):+.2f} +- {sd:.2f}"
+    mean, sd = mean_std(values)
+    return f"{mean:+.2f} +- {sd:.2f}"
 
 
 def main() -> None:
@@ -56,7 +50,8 @@ def main() -> None:
                                                 "seed": seed, **values})
                 train(cfg, run_dir, resume=True, progress=False)
             info = json.loads((run_dir / "run_info.json").read_text())
-            results[variant, seed] = {**_best(run_dir), "bf16": info["bf16"]}
+            selected = read_config(run_dir / "model-best")["training"]  # the epoch the run released
+            results[variant, seed] = {**selected, "bf16": info["bf16"]}
 
     print(f"{'run':<12}{'bf16 used':>10}{'epoch':>7}{'held-out clean':>16}{'held-out PGD':>14}")
     for (variant, seed), r in results.items():

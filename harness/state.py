@@ -55,12 +55,12 @@ class StateDir:
             if found["format"] != STATE_FORMAT:
                 raise ConfigError(f"state dir {self.path} was written by another version of the harness "
                                   f"({found['format']}, this one writes {STATE_FORMAT}); delete it to start over")
-            if found != self.config and self._grows(found, prefix_sha256):
+            if found != self.config:
+                if not self._grows(found, prefix_sha256):
+                    diff = sorted(k for k in set(found) | set(self.config) if found.get(k) != self.config.get(k))
+                    raise ConfigError(f"state dir {self.path} belongs to a different evaluation (differs in: "
+                                      f"{', '.join(diff)}); use another --state-dir or delete it to start over")
                 self._grow(found["n_examples"])
-            elif found != self.config:
-                diff = sorted(k for k in set(found) | set(self.config) if found.get(k) != self.config.get(k))
-                raise ConfigError(f"state dir {self.path} belongs to a different evaluation (differs in: "
-                                  f"{', '.join(diff)}); use another --state-dir or delete it to start over")
             return
         if self.path.is_dir() and any(self.path.iterdir()):
             raise ConfigError(f"{self.path} is not empty and is not a score-harness state dir; choose another --state-dir")

@@ -149,6 +149,7 @@ def test_evaluation_grows_to_more_images_keeping_full_batches(full, tmp_path):
     config["data"]["sha256"] = "0" * 64
     (other / "config.json").write_text(json.dumps(config))
     for state_dir, n in ((other, 32), (state, 12)):
-        res = run_cli("evaluate", *ARGS[:ARGS.index("--n-examples")], "--n-examples", str(n),
-                      *ARGS[ARGS.index("--n-examples") + 2:], "--state-dir", str(state_dir))
+        args = list(ARGS)
+        args[args.index("--n-examples") + 1] = str(n)
+        res = run_cli("evaluate", *args, "--state-dir", str(state_dir))
         assert res.returncode == 1 and "belongs to a different evaluation" in res.stderr

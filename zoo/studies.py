@@ -69,7 +69,8 @@ def build_study(names: list[str], out: str | Path, description: str, data: str,
     return study
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
@@ -79,7 +80,7 @@ def summary(study: dict) -> dict:
     per: dict[str, dict] = {}
     for obj in objectives:
         rows = [r for r in study["runs"] if r["objective"] == obj]
-        per[obj] = {m: (*_mean_std([r[m] for r in rows]), len(rows)) for m, _ in METRICS}
+        per[obj] = {m: (*mean_std([r[m] for r in rows]), len(rows)) for m, _ in METRICS}
     out = {"objectives": objectives, "per_objective": per, "paired": {}}
     if len(objectives) >= 2:
         a, b = objectives[:2]
@@ -87,7 +88,7 @@ def summary(study: dict) -> dict:
         seeds = sorted(s for (o, s) in by_seed if o == a and (b, s) in by_seed)
         for m, _ in METRICS:
             diffs = [by_seed[a, s][m] - by_seed[b, s][m] for s in seeds]
-            out["paired"][m] = (*_mean_std(diffs), len(diffs)) if diffs else None
+            out["paired"][m] = (*mean_std(diffs), len(diffs)) if diffs else None
     return out
 
 

@@ -36,7 +36,7 @@ from .errors import ScoreZooError
 from .registry import Entry, builtin_entries, list_entries
 from .timm_compat import ensure_timm_hub
 
-ensure_timm_hub()  # so that a timm imported after zoo finds its Hub support
+ensure_timm_hub()  # timm's Hub support, whether timm is imported after zoo or was before (then reloaded)
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,6 @@ def register_timm_models() -> list[str]:
     Idempotent; returns the names added by this call. A name timm already knows
     from elsewhere is left alone, with a warning. Imports timm.
     """
-    ensure_timm_hub()  # before timm's first import (or timm's Hub module is reloaded)
     with warnings.catch_warnings():  # timm 1.0.9's model modules use the deprecated torch.jit.interface
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
         from timm.models import is_model
