@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
+from zoo.devices import resolve_device
 from training.config import make_config
 from training.ema import EMA
 from training.objectives import adversarial_step
@@ -29,7 +30,7 @@ from training.schedule import build_optimizer
 from training.trainer import step_generator
 
 
-def _time_interleaved(fns, repeats: int, warmup: int) -> list[float]:
+def _time_interleaved(fns, repeats: int, warmup: int, device: torch.device) -> list[float]:
     """Median seconds of each function, timed in alternation."""
     for _ in range(warmup):
         for fn in fns:
@@ -39,8 +40,8 @@ def _time_interleaved(fns, repeats: int, warmup: int) -> list[float]:
         for i, fn in enumerate(fns):
             t = time.perf_counter()
             fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the device that ran, not the current one
             times[i].append(time.perf_counter() - t)
     return [statistics.median(t) for t in times]
 
@@ -71,12 +72,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--attack-steps", type=int, default=3)
     ap.add_argument("--objective", default="score")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default=None, help="cpu, cuda or cuda:K (default: cuda:0 if available)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
 
-    device = torch.device(args.device)
+    device = torch.device(resolve_device(args.device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     torch.manual_seed(0)
     cfg = make_config({"architecture": args.arch, "batch_size": args.batch, "attack_steps": args.attack_steps,
                        "objective": args.objective})
@@ -91,7 +94,7 @@ def main() -> None:
 
     fp32 = _step_fn(copy.deepcopy(base), x, y, cfg, device, bf16=False, channels_last=False)
     fast = _step_fn(copy.deepcopy(base), x, y, cfg, device, bf16=True, channels_last=True)
-    t_fb, t32, tfast = _time_interleaved([bare, fp32, fast], args.repeats, args.warmup)
+    t_fb, t32, tfast = _time_interleaved([bare, fp32, fast], args.repeats, args.warmup, device)
     passes = args.attack_steps + (1 if args.objective == "pgd-at" else 2)
     print(f"{'variant':<22}{'step s':>9}{'img/s':>9}")
     print(f"{'fp32':<22}{t32:>9.4f}{args.batch / t32:>9.1f}")

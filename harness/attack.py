@@ -1,10 +1,16 @@
-"""One batch under AutoAttack: checked, recorded per attack, and nested over increasing eps.
+"""AutoAttack's own semantics, one chunk task at a time: the clean pass, each attack, and the checks.
 
-Each batch is one independent AutoAttack call per eps with seed ``seed + batch
-index``, so per-example results do not depend on interruptions, shards, ranks
-or worker processes. Over an increasing eps list only the examples still
-robust are attacked again: an adversarial example found at a smaller eps lies
-inside every larger ball.
+pyautoattack's ``run_standard_evaluation`` runs, per call: its checks on the first
+chunk, a clean pass in chunks, then each attack on chunks of the still-robust
+examples, reseeding every chunk with the AutoAttack seed and keeping an adversarial
+example where the model misclassifies it. :func:`run_task` runs one such chunk
+(see ``stages``) exactly as that loop does (the attack set up as the loop sets it
+up, the same seed, the verdict ``model(adv).max(dim=1)[1]`` under ``no_grad``), so
+the harness gives bare AutoAttack's per-example answers however its chunks are
+spread over processes, ranks or interruptions. Then it checks what AutoAttack does
+not: every adversarial example is finite, in [0, 1] and in the eps ball, and the
+model classifies it the same way a second time in the same chunk (same batch, so
+batch-size-dependent kernels cannot fake a difference).
 """
 
 from __future__ import annotations
@@ -17,50 +23,14 @@ import warnings
 
 import torch
 import torch.nn as nn
-from pyautoattack import AutoAttack
+from pyautoattack import AutoAttack, checks
 
 from .checks import EvaluationCheckError, check_adversarial, check_logits
-from .devices import Numerics, placed
-from .results import SMALLER_EPS
-from .state import StateDir
+from .numerics import Numerics, placed
+from .stages import Task
 
 # AutoAttack's check_randomized warning contains this.
 RANDOMIZED_WARNING = "randomized defense"
-
-
-def batch_seed(seed: int, index: int) -> int:
-    """The AutoAttack seed of batch ``index`` (the same at every eps)."""
-    return seed + index
-
-
-class _RecordingAutoAttack(AutoAttack):
-    """AutoAttack that remembers, per attack, its own verdict on each attacked example."""
-
-    def __init__(self, model, **kwargs):
-        super().__init__(model, **kwargs)
-        self.verdicts: list[tuple[str, torch.Tensor]] = []
-        self._pending: str | None = None
-        labels = {"apgd": lambda: "apgd-ce" if self.apgd.loss == "ce" else "apgd-dlr",
-                  "apgd_targeted": lambda: "apgd-t",
-                  "fab": lambda: "fab-t" if self.fab.targeted else "fab",
-                  "square": lambda: "square"}
-        for attr, label in labels.items():
-            attack = getattr(self, attr)
-            attack.perturb = self._wrap(attack.perturb, label)
-
-    def _wrap(self, perturb, label):
-        def wrapped(x, y, *args, **kwargs):
-            adv = perturb(x, y, *args, **kwargs)
-            self._pending = label()
-            return adv
-        return wrapped
-
-    def get_logits(self, x):
-        out = self.model(x)
-        if self._pending is not None:  # AutoAttack's verdict right after an attack
-            self.verdicts.append((self._pending, out.argmax(1).detach()))
-            self._pending = None
-        return out
 
 
 def set_iterations(aa: AutoAttack, n_iter: int) -> None:
@@ -100,7 +70,7 @@ def capture_autoattack_warnings():
 
 @dataclasses.dataclass(frozen=True)
 class AttackSettings:
-    """Everything besides the data that decides a batch's result."""
+    """Everything besides the data that decides a chunk's result."""
 
     seed: int
     threat_model: str
@@ -111,112 +81,124 @@ class AttackSettings:
     dataset: str
     n_iter: int | None = None
 
+    @property
+    def n_levels(self) -> int:
+        """The clean pass plus every attack at every eps (see ``stages``)."""
+        return 1 + len(self.eps) * len(self.attacks)
 
-def attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, index: int, eps: float, where: str,
-                 settings: AttackSettings, device: str) -> dict:
-    """Run AutoAttack at ``eps`` on one batch; return ``{"outcome", "x_adv", "warnings"}`` (checked)."""
+    def level(self, level: int) -> tuple[int, str]:
+        """(eps index, attack) of an attack level."""
+        j, a = divmod(level - 1, len(self.attacks))
+        return j, self.attacks[a]
+
+
+def autoattack_for(model: nn.Module, settings: AttackSettings, eps: float, attack: str, device: str) -> AutoAttack:
+    """A fresh AutoAttack as ``run_standard_evaluation`` has it when it reaches ``attack``.
+
+    The loop's only lasting change to its attacks is FAB-T's ``fab.n_restarts = 1``,
+    which attacks after FAB-T inherit.
+    """
     s = settings
-    x = x.to(device).contiguous()
-    y = y.to(device).contiguous()
-    with torch.no_grad():
-        logits = model(x)
-    check_logits(logits, s.num_classes, s.dataset, where)
-    clean = logits.argmax(1) == y
-    with capture_autoattack_warnings() as messages:
-        aa = _RecordingAutoAttack(model, norm=s.threat_model, eps=eps, seed=batch_seed(s.seed, index),
-                                  version=s.version, attacks=list(s.attacks) if s.version == "custom" else None,
-                                  device=device)
-        if s.n_iter is not None:
-            set_iterations(aa, s.n_iter)
-        x_adv, y_adv = aa.run_standard_evaluation(x, y, batch_size=len(x))
-    check_adversarial(x, x_adv, eps, s.threat_model, where)
-    with torch.no_grad():
-        adv_logits = model(x_adv)
-    check_logits(adv_logits, s.num_classes, s.dataset, f"the adversarial examples of {where}")
-    final = clean & (y_adv == y) & (adv_logits.argmax(1) == y)
-
-    robust, broken_by, replayed = clean.clone(), {}, True
-    for label, pred in aa.verdicts:
-        idx = robust.nonzero().flatten()
-        if len(idx) != len(pred):
-            replayed = False
-            break
-        fooled = idx[pred != y[idx]]
-        broken_by.update({int(i): label for i in fooled})
-        robust[fooled] = False
-    if not replayed or not torch.equal(robust, final):
-        if s.version != "rand":
-            raise EvaluationCheckError(f"re-classifying the adversarial examples of {where} disagrees with AutoAttack's "
-                                       "verdicts: the model is not deterministic; evaluate it with --version rand")
-        messages.append("randomized model: re-classification disagrees with AutoAttack's verdicts; "
-                        "the example counts as not robust")
-    outcome = [None if bool(final[i]) else "clean" if not bool(clean[i]) else broken_by.get(i, s.attacks[-1])
-               for i in range(len(x))]
-    return {"outcome": outcome, "x_adv": x_adv.detach().to("cpu"), "warnings": messages}
+    aa = AutoAttack(model, norm=s.threat_model, eps=eps, seed=s.seed, version=s.version,
+                    attacks=list(s.attacks) if s.version == "custom" else None, device=device)
+    if s.n_iter is not None:
+        set_iterations(aa, s.n_iter)
+    if "fab-t" in aa.attacks_to_run[:aa.attacks_to_run.index(attack)]:
+        aa.fab.n_restarts = 1
+    return aa
 
 
-def attack_still_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, previous: dict, *, index: int, eps: float,
-                        eps_text: str, settings: AttackSettings, device: str) -> dict:
-    """The next eps of a batch: attack only the examples ``previous`` (the smaller eps) left robust."""
-    todo = [i for i, o in enumerate(previous["outcome"]) if o is None]
-    outcome = [o if o in (None, "clean") else SMALLER_EPS for o in previous["outcome"]]
-    x_adv, messages = previous["x_adv"].clone(), []
-    if todo:
-        where = f"batch {index} at eps {eps_text}"
-        sub = attack_batch(model, x[todo], y[todo], index=index, eps=eps, where=where, settings=settings,
-                           device=device)
-        if "clean" in sub["outcome"]:
-            raise EvaluationCheckError(f"an example of {where} that was classified correctly before is misclassified "
-                                       "now: the model is not deterministic; evaluate it with --version rand and one eps")
-        for k, i in enumerate(todo):
-            outcome[i] = sub["outcome"][k]
-        x_adv[todo] = sub["x_adv"]
-        messages = sub["warnings"]
-    return {"outcome": outcome, "x_adv": x_adv, "warnings": messages}
+def run_attack(aa: AutoAttack, attack: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One attack on one chunk, set up and seeded as ``run_standard_evaluation`` does it."""
+    if attack in ("apgd-ce", "apgd-dlr"):
+        aa.apgd.loss = "ce" if attack == "apgd-ce" else "dlr"
+        aa.apgd.seed = aa.get_seed()
+        return aa.apgd.perturb(x, y)
+    if attack in ("fab", "fab-t"):
+        aa.fab.targeted = attack == "fab-t"
+        if attack == "fab-t":
+            aa.fab.n_restarts = 1
+        aa.fab.seed = aa.get_seed()
+        return aa.fab.perturb(x, y)
+    if attack == "square":
+        aa.square.seed = aa.get_seed()
+        return aa.square.perturb(x, y)
+    if attack == "apgd-t":
+        aa.apgd_targeted.seed = aa.get_seed()
+        return aa.apgd_targeted.perturb(x, y)
+    raise ValueError(f"attack '{attack}' is not supported")
 
 
-def without_examples(record: dict) -> dict:
-    """A batch record without its adversarial examples (they stay in the state dir)."""
-    return {k: v for k, v in record.items() if k != "x_adv"}
+def autoattack_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: AttackSettings,
+                      device: str) -> None:
+    """The checks ``run_standard_evaluation`` makes on its first chunk (their warnings are captured by the caller)."""
+    aa = AutoAttack(model, norm=settings.threat_model, eps=settings.eps[0][0], seed=settings.seed,
+                    version=settings.version, attacks=list(settings.attacks) if settings.version == "custom" else None,
+                    device=device)
+    if settings.version != "rand":
+        checks.check_randomized(aa.get_logits, x, y, bs=len(x), logger=aa.logger)
+    n_cls = checks.check_range_output(aa.get_logits, x, logger=aa.logger)
+    checks.check_dynamic(model, x, False, logger=aa.logger)
+    checks.check_n_classes(n_cls, aa.attacks_to_run, aa.apgd_targeted.n_target_classes, aa.fab.n_target_classes,
+                           logger=aa.logger)
+
+
+def run_task(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, task: Task, settings: AttackSettings,
+             device: str, first_of_segment: bool = False) -> dict:
+    """Run one chunk task; return its record.
+
+    A record holds ``members`` (example indices), ``robust`` (still robust after the
+    task's level), ``pred`` (the model's class for the clean image or the adversarial
+    example), ``x_adv`` (the adversarial examples of the members the attack broke, in
+    member order; None for the clean pass), ``warnings`` and ``seconds``.
+    ``first_of_segment`` also runs AutoAttack's checks, as each bare call does.
+    """
+    t0 = time.perf_counter()
+    members = torch.tensor(task.members, dtype=torch.long)
+    x = x_all[members].contiguous().to(device)
+    y = y_all[members].to(device)
+    where = f"chunk {task.chunk} of the clean pass" if task.level == 0 else None
+    with capture_autoattack_warnings() as messages, torch.no_grad():
+        if task.level == 0:
+            if first_of_segment:
+                autoattack_checks(model, x, y, settings, device)
+            logits = model(x)
+            check_logits(logits, settings.num_classes, settings.dataset, where)
+            pred = logits.max(dim=1)[1]
+            robust, x_adv = pred == y, None
+        else:
+            j, attack = settings.level(task.level)
+            eps, eps_text = settings.eps[j]
+            where = f"chunk {task.chunk} of {attack}" + (f" at eps {eps_text}" if len(settings.eps) > 1 else "")
+            adv = run_attack(autoattack_for(model, settings, eps, attack, device), attack, x, y)
+            check_adversarial(x, adv, eps, settings.threat_model, where)
+            logits = model(adv)
+            check_logits(logits, settings.num_classes, settings.dataset, f"the adversarial examples of {where}")
+            pred = logits.max(dim=1)[1]
+            if settings.version != "rand" and not torch.equal(model(adv).max(dim=1)[1], pred):
+                raise EvaluationCheckError(f"the model classifies the adversarial examples of {where} differently "
+                                           "when asked twice: it is not deterministic; evaluate it with --version rand")
+            robust = pred == y
+            x_adv = adv[~robust].detach().to("cpu")
+    return {"members": members, "robust": robust.to("cpu"), "pred": pred.to("cpu"), "x_adv": x_adv,
+            "warnings": messages, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 @dataclasses.dataclass
-class BatchJob:
-    """The work of one evaluation, batch by batch: what a local worker process receives."""
+class Job:
+    """The work of one evaluation: what a local worker process receives once, before its tasks."""
 
     model: nn.Module
     x: torch.Tensor
     y: torch.Tensor
-    batch_size: int
     settings: AttackSettings
     numerics: Numerics
-    state: StateDir | None = None
 
     def placed(self, device: str):
         """Context: the model on ``device`` with this job's layout and precision flags."""
         return placed(self.model, device, self.numerics)
 
-    def run(self, net: nn.Module, index: int, device: str) -> list[dict]:
-        """Attack batch ``index`` at every eps (resuming from the state dir); one record per eps.
-
-        A record holds ``outcome``, ``warnings`` and ``seconds``; ``resumed`` marks
-        records read back from the state dir instead of computed.
-        """
-        lo, hi = index * self.batch_size, min((index + 1) * self.batch_size, len(self.x))
-        x, y = self.x[lo:hi], self.y[lo:hi]
-        records: list[dict] = []
-        for j, (eps, text) in enumerate(self.settings.eps):
-            record = self.state.load(index, j, hi - lo) if self.state else None
-            if record is not None:
-                record["resumed"] = True
-            else:
-                t0 = time.perf_counter()
-                kwargs = dict(index=index, eps=eps, settings=self.settings, device=device)
-                where = f"batch {index}" + (f" at eps {text}" if len(self.settings.eps) > 1 else "")
-                record = (attack_batch(net, x, y, where=where, **kwargs)
-                          if j == 0 else attack_still_robust(net, x, y, records[-1], eps_text=text, **kwargs))
-                record["seconds"] = round(time.perf_counter() - t0, 3)
-                if self.state:
-                    self.state.save(index, j, record)
-            records.append(record)
-        return records
+    def run(self, net: nn.Module, task: Task, device: str) -> dict:
+        """Run ``task`` with the placed model ``net`` (see :func:`run_task`)."""
+        first = task.level == 0 and task.chunk == 0
+        return run_task(net, self.x, self.y, task, self.settings, device, first_of_segment=first)

@@ -45,11 +45,14 @@ def _model_info_file(ctx, param, value):
               help="Budget, e.g. 8/255 (default: Linf 8/255, L2 0.5, L1 12), or an increasing list "
                    "1/255,2/255,4/255,8/255: a robustness curve in one nested run.")
 @click.option("--n-examples", type=int, default=None, help="Evaluate the first N test images (default: all).")
-@click.option("--batch-size", type=int, default=500, show_default=True, help="Examples per AutoAttack call.")
+@click.option("--batch-size", type=int, default=500, show_default=True,
+              help="AutoAttack's batch_size: the chunk size in which each attack takes the pooled survivors.")
 @click.option("--version", type=click.Choice(VERSIONS), default="standard", show_default=True)
 @click.option("--attacks", callback=_attacks, help=f"With --version custom: comma list of {','.join(ATTACKS)}.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available).")
+@click.option("--device", default=None,
+              help="cpu, cuda or cuda:K (default: cuda if a GPU is visible; local workers then use every GPU). "
+                   "Under torchrun each process takes cuda:LOCAL_RANK and cuda:K is refused.")
 @click.option("--data-dir", type=click.Path(), default=None,
               help="Folder with the official test files (default: the bundled 1000-image subset, not leaderboard-eligible).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the result JSON here.")
@@ -64,7 +67,7 @@ def _model_info_file(ctx, param, value):
 @click.option("--n-iter", type=int, default=None,
               help="Reduce attack iterations (quick checks only; the result is marked with it).")
 @click.option("--workers", type=int, default=None,
-              help="Local worker processes sharing the batches (default: one per CPU core, one per GPU on cuda).")
+              help="Local worker processes sharing the chunks (default: one per CPU core, one per GPU on cuda).")
 @click.option("--exact", is_flag=True, help="No layout or precision change: plain fp32, NCHW, no TF32, no cuDNN benchmark.")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="Model weights in channels_last (default: on for convolutional models, off with --exact).")
@@ -72,10 +75,13 @@ def _model_info_file(ctx, param, value):
               help="CUDA: TF32 for convolutions and matmuls (default: PyTorch's, convolutions only; off with --exact).")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=None,
               help="CUDA: cudnn.benchmark (default off: its timed algorithm choice makes runs differ).")
+@click.option("--save-adversarial", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the adversarial examples of the broken examples (with indices, labels, predictions and "
+                   "the attack that broke each) to this safetensors file; `score-harness show` draws them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON on stdout.")
 def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version, attacks, seed, device, data_dir,
              out, state_dir, shard, weights, model_dir, model_info, n_iter, workers, exact, channels_last, tf32,
-             cudnn_benchmark, as_json):
+             cudnn_benchmark, save_adversarial, as_json):
     """Evaluate MODEL: a zoo entry, a model directory, robustbench:NAME or package.module:callable.
 
     \b
@@ -95,18 +101,18 @@ def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version,
     result = run(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
                  attacks=attacks, seed=seed, device=device, data_dir=data_dir, out=out, state_dir=state_dir,
                  shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir, model_info=model_info,
-                 workers=workers, exact=exact, channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark)
+                 workers=workers, exact=exact, channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark,
+                 save_adversarial=save_adversarial)
+    from zoo.devices import World
+
+    if World.from_env().rank != 0:  # under torchrun rank 0 reports
+        return
     _report_warnings(result.evaluation.warnings)
     if result.evaluation.randomized:
         from .evaluation import RANDOMIZED_NOTE
 
         click.echo(f"note: {RANDOMIZED_NOTE} The result is marked (unreliable, evaluation.randomized); "
                    "for a randomized defense use --version rand.", err=True)
-    from .distributed import torchrun_world
-
-    world = torchrun_world()
-    if world and world[0] != 0:
-        return
     if as_json:
         echo_json(result.to_dict())
     else:
@@ -116,6 +122,8 @@ def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version,
         click.echo(f"clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% on {ev.n_examples} {ev.dataset} "
                    f"examples{where}, {ev.threat_model} eps {ev.eps_text} [{steps}]" + (f" -> {out}" if out else ""))
         _echo_curve(ev, out)
+        if ev.adversarial:
+            click.echo(f"adversarial examples: {ev.adversarial['count']} -> {ev.adversarial['path']}")
 
 
 def _echo_curve(ev, out) -> None:
@@ -231,6 +239,69 @@ def verify(result, n_examples, model, device, data_dir, confidence, workers, as_
         click.echo(report.summary())
     if not report.consistent:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--n-images", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="The first N test images.")
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "svhn"]), default=None,
+              help="Dataset (default: the first model's own, else cifar10).")
+@click.option("--data-dir", type=click.Path(), default=None, help="Test data (default: the bundled subset).")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
+def gradients(models, n_images, dataset, data_dir, out):
+    """Input gradients of the loss of each MODEL for the same test images, one column per model.
+
+    MODEL is anything `evaluate` takes, or untrained:ARCH for an untrained network.
+
+    \b
+    Example:
+      score-harness gradients cifar10-linf-tiny cifar10-linf-tiny-trades untrained:wrn-10-1-swish --out grads.png
+    """
+    import warnings
+
+    from zoo.datasets_meta import check_dataset
+
+    from .data import BundledSubsetWarning, load_tensors
+    from .models import resolve_model
+    from .pictures import gradient_grid
+
+    resolved = [resolve_model(spec, dataset) for spec in models]
+    dataset = check_dataset(dataset or resolved[0].defaults.get("dataset", "cifar10"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BundledSubsetWarning)
+        x, y = load_tensors(dataset, "test", data_dir, n_images)
+    gradient_grid([(r.spec, r.model.eval()) for r in resolved], x, y, dataset, out)
+    click.echo(f"input gradients of {len(models)} model(s) on {n_images} {dataset} images -> {out}")
+
+
+@main.command()
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option("--adversarial", type=click.Path(dir_okay=False), default=None,
+              help="The --save-adversarial file (default: the one RESULT records).")
+@click.option("--max-examples", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
+def show(result, adversarial, max_examples, out):
+    """Draw the examples an evaluation broke: clean, adversarial and the magnified perturbation.
+
+    \b
+    Example:
+      score-harness evaluate cifar10-linf-tiny --n-examples 200 --out r.json --save-adversarial r.adv.safetensors
+      score-harness show r.json --out broken.png
+    """
+    from .adversarial import read_adversarial
+    from .pictures import adversarial_grid
+    from .results import EvaluationResult
+
+    ev = EvaluationResult.from_json(result).evaluation
+    if adversarial is None:
+        if not ev.adversarial:
+            raise ConfigError(f"{result} records no adversarial examples; evaluate with --save-adversarial FILE "
+                              "or pass --adversarial FILE")
+        adversarial = ev.adversarial["path"]
+    tensors, about = read_adversarial(adversarial)
+    count = adversarial_grid(tensors, about, out, max_examples)
+    click.echo(f"{count} of {len(tensors['indices'])} broken example(s) -> {out}")
 
 
 if __name__ == "__main__":

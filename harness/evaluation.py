@@ -1,9 +1,10 @@
-"""The evaluation: clean accuracy, then AutoAttack batch by batch, checked and resumable.
+"""The evaluation: AutoAttack's stages over pooled survivors, checked, resumable and shared out.
 
-Batches run in this process or in local worker processes (``workers``), and
-over one eps or an increasing list of them (a robustness curve, nested: see
-``attack``). Per-example results do not depend on interruptions, shards,
-ranks or workers.
+The per-example answers are those of one bare AutoAttack call on the evaluated
+images (``stages``, ``attack``); chunk tasks run in this process, in local
+worker processes or over torchrun ranks (``execution``), over one eps or an
+increasing list of them (a nested robustness curve), and do not depend on how
+they were spread out or interrupted.
 """
 
 from __future__ import annotations
@@ -19,23 +20,24 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from zoo import devices
 from zoo.datasets_meta import NUM_CLASSES, check_dataset
 from zoo.errors import ConfigError
 
-from . import distributed
-from .attack import RANDOMIZED_WARNING, AttackSettings, BatchJob, without_examples
+from .adversarial import write_adversarial
+from .attack import RANDOMIZED_WARNING, AttackSettings, Job
 from .checks import check_logits
 from .data import BundledSubsetWarning, load_tensors
-from .devices import choose_numerics, device_label, resolve_device, threads_per_worker, worker_devices
+from .execution import Tracker, execute
 from .locking import output_lock
 from .models import ResolvedModel, resolve_model
-from .results import (DESCRIPTIVE_KEYS, RESULT_FORMAT, Evaluation, EvaluationResult, ModelInfo, curve_points,
-                      first_breaks, fmt_acc)
+from .numerics import choose_numerics
+from .results import CLEAN_BREAK, DESCRIPTIVE_KEYS, RESULT_FORMAT, Evaluation, EvaluationResult, ModelInfo, curve_points, fmt_acc
+from .shards import parse_shard, shard_range
+from .stages import StagePlan
 from .state import StateDir
 from .threat_models import attacks_for, check_threat_model, main_eps_index, resolve_eps_list
-from .workers import UnpicklableModelError, WorkerError, run_workers
 
 RANDOMIZED_NOTE = ("AutoAttack flags this model as a randomized defense; RobustBench does not rank randomized "
                    "defenses under the standard version.")
@@ -111,8 +113,14 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
              out=None, state_dir=None, shard=None, weights: str | None = None, n_iter: int | None = None,
              model_dir: str | None = None, model_info: dict | None = None, progress: bool = True,
              workers: int | None = None, exact: bool = False, channels_last: bool | None = None,
-             tf32: bool | None = None, cudnn_benchmark: bool | None = None) -> EvaluationResult:
+             tf32: bool | None = None, cudnn_benchmark: bool | None = None,
+             save_adversarial=None) -> EvaluationResult:
     """Evaluate ``model`` (a spec string or an nn.Module) under AutoAttack; return the result.
+
+    The per-example answers are those of one bare ``AutoAttack(...).run_standard_evaluation(x, y,
+    batch_size=batch_size)`` call on the evaluated images (and so of RobustBench's ``benchmark()``):
+    after each attack the still-robust examples of the whole evaluation are pooled and attacked in
+    chunks of ``batch_size`` (see ``stages`` and ``attack``).
 
     ``dataset`` / ``threat_model`` default to what a zoo entry or model directory
     was made for, else cifar10 / Linf; ``eps`` to the standard budget, and may
@@ -121,18 +129,33 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
     ``out`` the result is written there (atomically, under a lock; with a curve
     also ``OUT.curve.png`` / ``.svg``) and progress kept in ``state_dir``
     (default ``RESULT.state/``); re-running resumes. ``shard="K/N"`` evaluates
-    one slice; under torchrun the ranks split the work and rank 0 writes.
-    ``workers`` local processes share the batches (default: one per core on
-    CPU, one per GPU). ``exact`` turns every layout and precision change off;
-    ``channels_last``, ``tf32`` and ``cudnn_benchmark`` override the defaults
-    (see ``devices.choose_numerics``).
+    one slice as a bare call on that slice would; under torchrun the ranks
+    share every attack's chunks and rank 0 writes. ``workers`` local processes
+    share the chunks (default: one per core on CPU, one per GPU). ``exact`` turns
+    every layout and precision change off; ``channels_last``, ``tf32`` and
+    ``cudnn_benchmark`` override the defaults (see ``numerics``).
+    ``save_adversarial`` writes the adversarial examples of the broken examples
+    to that safetensors file (see ``adversarial``).
     """
+    where = devices.placement(device)
+    with devices.joined(where) as group:
+        return _evaluate(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
+                         attacks=attacks, seed=seed, where=where, group=group, data_dir=data_dir, out=out,
+                         state_dir=state_dir, shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir,
+                         model_info=model_info, progress=progress, workers=workers, exact=exact,
+                         channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark,
+                         save_adversarial=save_adversarial)
+
+
+def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, version, attacks, seed,
+              where: devices.Placement, group: devices.Group, data_dir, out, state_dir, shard, weights, n_iter,
+              model_dir, model_info, progress, workers, exact, channels_last, tf32, cudnn_benchmark,
+              save_adversarial) -> EvaluationResult:
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     notes: list[tuple[str, str]] = []
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    device = resolve_device(device)
     resolved = resolve_model(model, dataset, threat_model, weights, model_dir)
     dataset = check_dataset(dataset or resolved.defaults.get("dataset", "cifar10"))
     threat_model = check_threat_model(threat_model or resolved.defaults.get("threat_model", "Linf"))
@@ -148,103 +171,118 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
     if n_iter is not None and n_iter < 1:
         raise ConfigError(f"--n-iter must be at least 1, got {n_iter}")
     numerics = choose_numerics(resolved.model, exact, channels_last, tf32, cudnn_benchmark)
-    shard = distributed.parse_shard(shard)
-    world = distributed.torchrun_world()
-    if world and shard:
-        raise ConfigError("--shard cannot be combined with torchrun: the ranks already split the work")
-    if world:
-        device = distributed.rank_device(device)
-        distributed.init_process_group(device)
-        shard = world
-    rank0 = not world or world[0] == 0
+    shard = parse_shard(shard)
+    if group.enabled and shard:
+        raise ConfigError("--shard cannot be combined with torchrun: the ranks already share the work")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", BundledSubsetWarning)
         x, y = load_tensors(dataset, "test", data_dir, n_examples)
     notes += [("harness", str(w.message)) for w in caught if issubclass(w.category, BundledSubsetWarning)]
     for _, msg in notes:
-        warnings.warn(msg, BundledSubsetWarning, stacklevel=2)
+        warnings.warn(msg, BundledSubsetWarning, stacklevel=3)
     n = len(x)
+    examples = shard_range(n, batch_size, shard)
     data = {"source": str(Path(data_dir).resolve()) if data_dir else "bundled-subset",
             "sha256": data_fingerprint(x, y), "leaderboard_eligible": data_dir is not None and n_examples is None}
     net = resolved.model
     if net.training:
         msg = "the model was in train mode; switched it to eval mode for the evaluation"
-        warnings.warn(msg, TrainModeWarning, stacklevel=2)
+        warnings.warn(msg, TrainModeWarning, stacklevel=3)
         notes.append(("harness", msg))
         net.eval()
-    batches = distributed.shard_batches(-(-n // batch_size), shard)
-    n_here = min(batches.stop * batch_size, n) - min(batches.start * batch_size, n)  # this shard's examples
-    devices = worker_devices(workers, device, len(batches), batch_size, n_here, world is not None)
+    n_chunks = -(-len(examples) // batch_size)
+    if workers is not None and workers > n_chunks and not group.enabled:
+        raise ConfigError(f"--workers {workers} is more than the {n_chunks} chunk(s) of the evaluation "
+                          f"({len(examples)} examples, --batch-size {batch_size}); use at most {n_chunks} workers "
+                          "or a smaller --batch-size")
+    worker_list = devices.worker_devices(workers, where, n_chunks, devices.cpu_cores())
+    threads = max(1, devices.cpu_cores() // len(worker_list)) if len(worker_list) > 1 else None
     settings = AttackSettings(seed, threat_model, tuple(eps_list), version, tuple(attack_list), NUM_CLASSES[dataset],
                               dataset, n_iter)
-    job = BatchJob(net, x, y, batch_size, settings, numerics)
-    if len(devices) == 1:
-        with job.placed(device) as placed_net, torch.no_grad():  # fail on a wrong model before any work starts
-            check_logits(placed_net(x[:batch_size].to(device)), NUM_CLASSES[dataset], dataset, "the first batch")
+    job = Job(net, x, y, settings, numerics)
+    if len(worker_list) == 1:
+        with job.placed(where.device) as placed_net, torch.no_grad():  # fail on a wrong model before any work
+            first = x[examples.start:examples.start + batch_size].to(where.device)
+            check_logits(placed_net(first), NUM_CLASSES[dataset], dataset, "the first chunk")
     autoattack = {"version": version, "attacks": attack_list, "n_iter": n_iter}
     config = {"model": {"spec": resolved.spec, "kind": resolved.kind}, "weights_sha256": resolved.weights_sha256,
               "dataset": dataset, "threat_model": threat_model, "eps": [v for v, _ in eps_list], "n_examples": n,
               "data": data, "autoattack": autoattack, "seed": seed, "batch_size": batch_size,
-              "numerics": asdict(numerics)}
+              "numerics": asdict(numerics), "device_kind": devices.device_kind(where.device)}
 
-    lock = output_lock(out) if out is not None and rank0 else contextlib.nullcontext()
+    lock = output_lock(out) if out is not None and group.is_main else contextlib.nullcontext()
     with lock:
+        state = None
         if out is not None or state_dir is not None:
             path = Path(state_dir) if state_dir is not None else default_state_dir(out)
-            def prefix_sha256(k: int) -> str:
-                return data_fingerprint(x[:k], y[:k])
+            def open_state(create: bool) -> StateDir:
+                return StateDir(path, config, started, examples, lambda k: data_fingerprint(x[:k], y[:k]), create)
 
-            if rank0:
-                job.state = StateDir(path, config, started, prefix_sha256)
-            distributed.barrier()
-            if not rank0:
-                job.state = StateDir(path, config, started, prefix_sha256)
-            started = job.state.started_at
-            if job.state.grown_from is not None:
-                notes.append(("harness", f"grown from an evaluation of the first {job.state.grown_from} images: "
-                                         "its finished batches were kept"))
-        records, devices = _run_batches(job, batches, devices, device, notes, progress, world, workers is not None)
-        per_eps = [[o for b in batches for o in records[b][j]["outcome"]] for j in range(len(eps_list))]
-        outcome, broken_at = first_breaks(per_eps, [t for _, t in eps_list])
-        notes += [("autoattack", m) for b in batches for r in records[b] for m in r["warnings"]]
-        earlier_s = sum(r["seconds"] for b in batches for r in records[b] if r.get("resumed"))
-        resumed = sum(any(r.get("resumed") for r in records[b]) for b in batches)
-        start = min(batches.start * batch_size, n)
-        shard_info = None
-        if world:
-            parts = distributed.all_gather((start, outcome, broken_at, notes, earlier_s, resumed))
-            parts.sort(key=lambda p: p[0])
-            outcome = [o for p in parts for o in p[1]]
-            broken_at = [b for p in parts for b in p[2]]
-            notes = [note for p in parts for note in p[3]]
-            earlier_s = max(p[4] for p in parts)  # the ranks ran side by side
-            resumed = sum(p[5] for p in parts)
-            start = 0
-        elif shard is not None:
-            shard_info = {"index": shard[0], "count": shard[1], "start": start, "stop": start + len(outcome)}
-        if resumed:
-            notes.append(("harness", f"resumed: {resumed} batch(es) were (partly) finished by an earlier run; "
+            state = open_state(True) if group.is_main else None
+            group.barrier()  # rank 0 made the state dir before the others open it
+            state = state or open_state(False)
+            started = state.started_at
+            if state.grown_from is not None:
+                notes.append(("harness", f"grown from an evaluation of the first {state.grown_from} images: images "
+                                         f"{state.grown_from}..{n - 1} are a separate segment (attacked as a separate "
+                                         "AutoAttack call) and the finished chunks were kept"))
+        segments = state.segments if state is not None else [(examples.start, examples.stop)]
+        plans = [StagePlan(a, b, batch_size, settings.n_levels) for a, b in segments]
+        tracker = Tracker(plans, state, settings, progress, position=group.rank)
+        try:
+            used = execute(job, tracker, where, group, worker_list, threads, workers is not None, notes)
+        finally:
+            tracker.close()
+        records = tracker.records
+        outcome, broken_at = outcomes(plans, settings)
+        notes += [("autoattack", m) for r in records.values() for m in r["warnings"]]
+        earlier_s = sum(r["seconds"] for r in records.values() if r.get("resumed"))
+        if tracker.resumed:
+            notes.append(("harness", f"resumed: {tracker.resumed} chunk task(s) were finished by an earlier run; "
                                      "duration_s includes their attack time and started_at is the first run's start"))
+        shard_info = ({"index": shard[0], "count": shard[1], "start": examples.start, "stop": examples.stop}
+                      if shard is not None else None)
         randomized = any(source == "autoattack" and RANDOMIZED_WARNING in m for source, m in notes)
-        threads = threads_per_worker(len(devices))
+        adversarial = None
+        if save_adversarial is not None and group.is_main:
+            adversarial = write_adversarial(save_adversarial, records, x, y, settings, resolved.spec)
+        label = devices.describe(used, threads) + (f" x{group.world_size} processes" if group.enabled else "")
         result = assemble(
             resolved, model_info, outcome=outcome, broken_at=broken_at, eps_list=eps_list, randomized=randomized,
             format=RESULT_FORMAT, model=config["model"], dataset=dataset, threat_model=threat_model, n_examples=n,
-            data=data, autoattack=autoattack, seed=seed, batch_size=batch_size, versions=_versions(),
-            device=device_label(device, devices, threads) + (f" x{world[1]} processes" if world else ""),
+            data=data, autoattack=autoattack, seed=seed, batch_size=batch_size, versions=_versions(), device=label,
             weights_sha256=resolved.weights_sha256, started_at=started,
             duration_s=round(time.perf_counter() - t0 + earlier_s, 3), warnings=_summarize_warnings(notes),
-            shard=shard_info, numerics=asdict(numerics),
-            execution={"workers": len(devices), "threads_per_worker": threads or torch.get_num_threads()},
-            per_example_start=start)
-        if out is not None and rank0:
+            shard=shard_info, numerics=asdict(numerics), segments=[list(s) for s in segments],
+            execution={"workers": len(used), "threads_per_worker": threads or torch.get_num_threads(),
+                       "processes": group.world_size},
+            adversarial=adversarial, per_example_start=examples.start)
+        if out is not None and group.is_main:
             result.to_json(out)
             if len(eps_list) > 1:
                 from .curves import write_result_plots
 
                 write_result_plots(result, out)
     return result
+
+
+def outcomes(plans: list[StagePlan], settings: AttackSettings) -> tuple[list, list]:
+    """Per example, in index order: (outcome, broken_at) from the finished plans."""
+    outcome, broken_at = [], []
+    for plan in sorted(plans, key=lambda p: p.start):
+        for level in plan.broken_level().tolist():
+            if level < 0:
+                outcome.append(None)
+                broken_at.append(None)
+            elif level == 0:
+                outcome.append("clean")
+                broken_at.append(CLEAN_BREAK)
+            else:
+                j, attack = settings.level(level)
+                outcome.append(attack)
+                broken_at.append(settings.eps[j][1])
+    return outcome, broken_at
 
 
 def assemble(resolved: ResolvedModel | None, model_info: dict | None, *, outcome: list, broken_at: list,
@@ -260,51 +298,3 @@ def assemble(resolved: ResolvedModel | None, model_info: dict | None, *, outcome
     info = build_model_info(resolved, fields["dataset"], main["eps_text"], clean, main["robust_accuracy"],
                             model_info, base=base, randomized=randomized)
     return EvaluationResult(info, evaluation)
-
-
-def _run_batches(job: BatchJob, batches: range, devices: list[str], device: str, notes: list, progress: bool,
-                 world, workers_requested: bool) -> tuple[dict[int, list[dict]], list[str]]:
-    """Attack every batch of ``batches`` (resuming finished ones); return records per batch and the devices used.
-
-    A model that cannot be sent to worker processes is evaluated in this one,
-    with a note, unless workers were asked for explicitly.
-    """
-    eps_count = len(job.settings.eps)
-    records: dict[int, list[dict]] = {}
-    pending = []
-    for b in batches:
-        n_b = min((b + 1) * job.batch_size, len(job.x)) - b * job.batch_size
-        saved = [job.state.load(b, j, n_b) for j in range(eps_count)] if job.state else [None]
-        if all(r is not None for r in saved):
-            records[b] = [{**without_examples(r), "resumed": True} for r in saved]
-        else:
-            pending.append(b)
-    eps_texts = ",".join(t for _, t in job.settings.eps)
-    bar = tqdm(total=len(batches), initial=len(records), desc=f"AutoAttack {job.settings.threat_model} {eps_texts}",
-               unit="batch", disable=not progress, position=world[0] if world else 0)
-
-    def done(b: int, recs: list[dict]) -> None:
-        records[b] = [without_examples(r) for r in recs]
-        bar.update(1)
-        finished = [o for r in records.values() for o in r[-1]["outcome"]]
-        bar.set_postfix(robust=f"{sum(o is None for o in finished)}/{len(finished)}")
-
-    try:
-        if len(devices) > 1 and len(pending) > 1:
-            try:
-                run_workers(job, pending, devices, threads_per_worker(len(devices)), done)
-                return records, devices[:len(pending)]
-            except UnpicklableModelError as e:
-                if workers_requested:
-                    raise
-                notes.append(("harness", f"{e}; evaluated in one process instead"))
-            except WorkerError as e:
-                where = (f"the finished batches are saved in {job.state.path}: run the same command again to resume"
-                         if job.state else "nothing was saved: pass --out or --state-dir to make runs resumable")
-                raise WorkerError(f"{e}; {where}") from None
-        with job.placed(device) as net:
-            for b in pending:
-                done(b, job.run(net, b, device))
-        return records, [device]
-    finally:
-        bar.close()

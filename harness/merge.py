@@ -1,4 +1,8 @@
-"""Combine shard results (``--shard K/N``) into one result."""
+"""Combine shard results (``--shard K/N``) into one result.
+
+Each shard was attacked as its own AutoAttack call (its survivors pooled over
+its own examples), so the merged result lists one segment per shard.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +58,8 @@ def merge_results(shards: list[EvaluationResult], names: list[str] | None = None
     fields.update(started_at=min(s.evaluation.started_at for s in shards),
                   duration_s=round(sum(s.evaluation.duration_s for s in shards), 3),
                   device="; ".join(devices) + f" ({len(shards)} shards)",
-                  warnings=[{"source": s, "message": m, "count": c} for (s, m), c in notes.items()], shard=None)
+                  warnings=[{"source": s, "message": m, "count": c} for (s, m), c in notes.items()], shard=None,
+                  segments=[seg for i in order for seg in shards[i].evaluation.segments])
     return assemble(None, None, outcome=outcomes, broken_at=broken_at, eps_list=first.eps_list(),
                     randomized=any(s.evaluation.randomized for s in shards), per_example_start=0,
                     base=shards[0].model_info, **fields)

@@ -1,7 +1,9 @@
 """Resolve a MODEL spec into a module plus what is known about it.
 
-A spec is a zoo entry name, a model directory, ``robustbench:NAME`` or
-``package.module:callable``; a ``torch.nn.Module`` is accepted as is.
+A spec is a zoo entry name, a model directory, ``robustbench:NAME``,
+``package.module:callable`` or ``untrained:ARCH`` (a zoo architecture with its
+initial weights, seed 0: a baseline for pictures and sanity checks); a
+``torch.nn.Module`` is accepted as is.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from zoo.registry import Entry
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 ROBUSTBENCH_PREFIX = "robustbench:"
+UNTRAINED_PREFIX = "untrained:"
 
 
 @dataclass
@@ -30,7 +33,7 @@ class ResolvedModel:
 
     model: nn.Module
     spec: str
-    kind: str                      # zoo | model-dir | robustbench | callable | module
+    kind: str                      # zoo | model-dir | robustbench | callable | untrained | module
     weights_sha256: str | None
     entry: Entry | None = None
     architecture: str = ""
@@ -67,6 +70,8 @@ def resolve_model(spec: str | nn.Module, dataset: str | None = None, threat_mode
     spec = str(spec)
     if weights and not _CALLABLE.match(spec):
         raise ConfigError("--weights only applies to a package.module:callable MODEL")
+    if spec.startswith(UNTRAINED_PREFIX):
+        return _untrained(spec[len(UNTRAINED_PREFIX):], dataset or "cifar10")
     if spec.startswith(ROBUSTBENCH_PREFIX):
         return _robustbench(spec[len(ROBUSTBENCH_PREFIX):], dataset or "cifar10", threat_model or "Linf",
                             model_dir or "./models")
@@ -78,7 +83,8 @@ def resolve_model(spec: str | nn.Module, dataset: str | None = None, threat_mode
     if ":" in spec:
         if not _CALLABLE.match(spec):
             raise ConfigError(f"malformed model spec '{spec}'; write package.module:callable "
-                              "(e.g. mypkg.models:build), robustbench:NAME, a zoo entry name or a model directory")
+                              "(e.g. mypkg.models:build), robustbench:NAME, untrained:ARCH, a zoo entry name or a "
+                              "model directory")
         return _callable(spec, weights)
     return _zoo_entry(spec)
 
@@ -96,6 +102,16 @@ def _zoo_entry(name: str) -> ResolvedModel:
     return ResolvedModel(model, name, "zoo", sha or sha256_file(Path(model_dir) / WEIGHTS_NAME), entry,
                          architecture_label(entry.architecture),
                          {"dataset": entry.dataset, "threat_model": entry.threat_model, "eps": entry.eps})
+
+
+def _untrained(arch: str, dataset: str) -> ResolvedModel:
+    import zoo
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = zoo.create_model(arch, dataset=dataset).eval()
+    return ResolvedModel(model, f"{UNTRAINED_PREFIX}{arch}", "untrained", state_dict_sha256(model),
+                         architecture=architecture_label(arch), defaults={"dataset": dataset})
 
 
 def _model_dir(path: Path) -> ResolvedModel:

@@ -14,8 +14,12 @@ from typing import Any
 from zoo.errors import ConfigError
 from zoo.fileio import atomic_write_json, read_json
 
-RESULT_FORMAT = "score-harness/2"
-FORMAT_1 = "score-harness/1"  # one eps, no curve, no numerics; still read (upgraded on load)
+RESULT_FORMAT = "score-harness/3"
+FORMAT_2 = "score-harness/2"  # AutoAttack called per batch; still read (upgraded on load)
+FORMAT_1 = "score-harness/1"  # one eps, no curve, no numerics, per batch; still read (upgraded on load)
+# How the examples were attacked: "pooled" (format 3): each segment as one bare AutoAttack call, the
+# survivors of every attack pooled over the segment; "per-batch" (formats 1 and 2): one call per batch.
+POOLED, PER_BATCH = "pooled", "per-batch"
 EVALUATION_KEY = "evaluation"
 
 # Outcome of one example: None = robust after every attack at every eps, "clean" =
@@ -24,8 +28,6 @@ EVALUATION_KEY = "evaluation"
 Outcome = str | None
 # broken_at of an example misclassified without attack.
 CLEAN_BREAK = "0"
-# Per-eps outcome (state files) of an example already broken at a smaller eps.
-SMALLER_EPS = "smaller-eps"
 
 
 @dataclass
@@ -84,13 +86,19 @@ class Evaluation:
     # one point per evaluated eps, increasing: {"eps", "eps_text", "robust_accuracy", "robust_accuracy_after"}
     curve: list = field(default_factory=list)
     numerics: dict = field(default_factory=dict)     # devices.Numerics fields
-    execution: dict = field(default_factory=dict)    # {"workers", "threads_per_worker"}
+    execution: dict = field(default_factory=dict)    # {"workers", "threads_per_worker", "processes"}
     randomized: bool = False                         # AutoAttack flagged the model as randomized
+    pooling: str = POOLED
+    # [[start, stop], ...]: the example ranges attacked as separate AutoAttack calls (one, unless the
+    # evaluation grew to more images, or for merged shards one per shard)
+    segments: list = field(default_factory=list)
+    adversarial: dict | None = None                  # {"path", "sha256", "count"} of --save-adversarial
 
     def config_key(self) -> dict:
         """The fields that must agree between shards of one evaluation."""
         key = {k: getattr(self, k) for k in ("model", "dataset", "threat_model", "eps", "n_examples", "data",
-                                             "autoattack", "seed", "batch_size", "weights_sha256", "numerics")}
+                                             "autoattack", "seed", "batch_size", "weights_sha256", "numerics",
+                                             "pooling")}
         key["curve"] = self.eps_list()
         return key
 
@@ -137,12 +145,16 @@ class EvaluationResult:
         if not isinstance(data, dict) or EVALUATION_KEY not in data:
             raise ConfigError(f"{origin} is not a score-harness result (no '{EVALUATION_KEY}' object)")
         ev = data[EVALUATION_KEY]
-        if not isinstance(ev, dict) or ev.get("format") not in (RESULT_FORMAT, FORMAT_1):
-            raise ConfigError(f"{origin} has evaluation format {ev.get('format') if isinstance(ev, dict) else None!r}, "
-                              f"expected {RESULT_FORMAT}")
+        if not isinstance(ev, dict) or ev.get("format") not in (RESULT_FORMAT, FORMAT_2, FORMAT_1):
+            raise ConfigError(f"{origin} has evaluation format {ev.get('format') if isinstance(ev, dict) else None!r}; "
+                              f"this harness reads {RESULT_FORMAT}, {FORMAT_2} and {FORMAT_1}")
         try:
             info = ModelInfo(**{k: data[k] for k in MODEL_INFO_KEYS if k in data})
-            evaluation = Evaluation(**(_upgrade_format_1(ev) if ev["format"] == FORMAT_1 else ev))
+            if ev["format"] == FORMAT_1:
+                ev = _upgrade_format_1(ev)
+            if ev["format"] == FORMAT_2:
+                ev = {**ev, "format": RESULT_FORMAT, "pooling": PER_BATCH}
+            evaluation = Evaluation(**ev)
         except (TypeError, KeyError) as e:
             raise ConfigError(f"{origin} has unexpected or missing fields ({e})") from None
         return cls(info, evaluation)
@@ -161,25 +173,6 @@ def percent(n_correct: int, n: int) -> float:
 def fmt_acc(value: float) -> str:
     """RobustBench's accuracy string: two decimals."""
     return f"{value:.2f}"
-
-
-def first_breaks(per_eps: list[list[Outcome]], eps_texts: list[str]) -> tuple[list[Outcome], list[str | None]]:
-    """Combine per-eps outcomes of the same examples into ``(outcome, broken_at)``.
-
-    ``per_eps[j][i]`` is example i's outcome at eps j (``SMALLER_EPS`` once broken earlier).
-    """
-    outcome: list[Outcome] = []
-    broken_at: list[str | None] = []
-    for i, first in enumerate(per_eps[0]):
-        attack, at = (first, CLEAN_BREAK) if first == "clean" else (None, None)
-        for j, text in enumerate(eps_texts):
-            if attack is not None:
-                break
-            if per_eps[j][i] is not None:
-                attack, at = per_eps[j][i], text
-        outcome.append(attack)
-        broken_at.append(at)
-    return outcome, broken_at
 
 
 def curve_points(outcome: list[Outcome], broken_at: list[str | None], eps: list[tuple[float, str]],
@@ -208,4 +201,4 @@ def _upgrade_format_1(ev: dict) -> dict:
     per_example["broken_at"] = [None if o is None else CLEAN_BREAK if o == "clean" else ev["eps_text"] for o in outcome]
     curve = [{"eps": ev["eps"], "eps_text": ev["eps_text"], "robust_accuracy": ev["robust_accuracy"],
               "robust_accuracy_after": ev["robust_accuracy_after"]}]
-    return {**ev, "format": RESULT_FORMAT, "per_example": per_example, "curve": curve}
+    return {**ev, "format": FORMAT_2, "per_example": per_example, "curve": curve}

@@ -10,6 +10,7 @@ from scipy.stats import beta
 from zoo.errors import ConfigError
 
 from .evaluation import evaluate
+from .numerics import numerics_from_record
 from .results import EvaluationResult
 
 
@@ -72,7 +73,7 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
                      batch_size=ev.batch_size, version=aa["version"],
                      attacks=aa["attacks"] if aa["version"] == "custom" else None, seed=ev.seed, device=device,
                      data_dir=data_dir, n_iter=aa.get("n_iter"), progress=progress, workers=workers,
-                     exact=bool(ev.numerics.get("exact")), channels_last=ev.numerics.get("channels_last"))
+                     **numerics_from_record(ev.numerics))
     if fresh.evaluation.weights_sha256 != ev.weights_sha256:
         raise ConfigError(f"the model's weights (sha256 {fresh.evaluation.weights_sha256}) differ from the ones in "
                           f"{result_path} ({ev.weights_sha256})")

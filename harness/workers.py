@@ -1,11 +1,13 @@
-"""Local worker processes: the batches of one evaluation handed out to N processes on this machine.
+"""Local worker processes: the chunk tasks of one evaluation handed out to N processes on this machine.
 
 Each worker gets the job once (model and data travel through shared memory),
-then batch indices one at a time, and sends back each batch's records after
-saving them to the state dir. Because every batch is seeded by its index, the
-per-example result is the same as in one process. When a worker fails or is
-killed, no new batches are handed out, the batches in flight are finished
-(and saved), and one error says what happened; the same command resumes.
+makes its device current, then takes tasks one at a time and sends back each
+record after saving it to the state dir. Tasks are handed out the moment they
+are formed (see ``stages``), so workers do not wait for each other at attack
+boundaries; since every chunk is seeded alike and formed alike, the result is
+the one of a single process. When a worker fails or is killed, no new tasks are
+handed out, the tasks in flight are finished (and saved), and one error says
+what happened; the same command resumes.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Callable
 
 import torch
 
+from zoo import devices
 from zoo.errors import ConfigError, ScoreZooError
 
-from .attack import BatchJob, without_examples
+from .attack import Job
+from .stages import Task
 
 _POLL_S = 0.5
 _GRACE_S = 5.0  # how long a finished process's last message may take to arrive
@@ -38,61 +42,68 @@ class UnpicklableModelError(ConfigError):
     """The model cannot be sent to worker processes."""
 
 
-def run_workers(job: BatchJob, pending: list[int], devices: list[str], threads: int | None,
-                on_done: Callable[[int, list[dict]], None]) -> None:
-    """Attack the ``pending`` batches with one process per entry of ``devices``.
+def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callable[[], bool], workers: list[str],
+                threads: int | None, state, on_done: Callable[[Task, dict], None]) -> None:
+    """Run tasks with one process per entry of ``workers`` (their devices) until ``finished()``.
 
-    ``on_done(index, records)`` is called in this process as batches finish.
-    Raises the worker's own error (``ScoreZooError``), ``WorkerError`` for a
-    death, or ``UnpicklableModelError`` before anything starts.
+    ``next_tasks()`` returns the tasks that became ready; ``on_done(task, record)``
+    is called in this process as tasks finish. Raises the worker's own error
+    (``ScoreZooError``), ``WorkerError`` for a death, or ``UnpicklableModelError``
+    before anything starts.
     """
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs, tasks = [], []
-    todo = list(pending)
-    inflight: dict[int, int] = {}      # worker -> batch it is attacking
+    procs, inboxes = [], []
+    todo: list[Task] = []
+    inflight: dict[int, Task] = {}      # worker -> task it is running
+    idle: list[int] = []
     failure: BaseException | None = None
     try:
-        for wid, device in enumerate(devices[:len(todo)]):
-            tasks.append(ctx.Queue())
+        for wid, device in enumerate(workers):
+            inboxes.append(ctx.Queue())
             proc = ctx.Process(target=_worker_main, name=f"score-harness-worker-{wid}", daemon=True,
-                               args=(wid, job, device, threads, os.getpid(), tasks[wid], results))
+                               args=(wid, job, device, threads, state, os.getpid(), inboxes[wid], results))
             try:
                 proc.start()
             except (pickle.PicklingError, AttributeError, TypeError) as e:
                 raise UnpicklableModelError(f"the model cannot be sent to worker processes ({type(e).__name__}: {e}); "
                                             "evaluate it with --workers 1") from None
             procs.append(proc)
-        for wid in range(len(procs)):
-            _assign(wid, todo, tasks, inflight)
+            idle.append(wid)
+        todo += next_tasks()  # only once every worker started: a model that cannot travel leaves the plan untouched
         gone: dict[int, float] = {}
-        while inflight:
+        while True:
+            while idle and todo and failure is None:
+                wid = idle.pop(0)
+                inflight[wid] = todo.pop(0)
+                inboxes[wid].put(inflight[wid])
+            if not inflight:
+                break
             try:
-                kind, wid, index, payload = results.get(timeout=_POLL_S)
+                kind, wid, payload = results.get(timeout=_POLL_S)
             except queue.Empty:
-                for wid, index in list(inflight.items()):
-                    if procs[wid].exitcode is None:
-                        continue
-                    if procs[wid].exitcode == 0 and time.monotonic() - gone.setdefault(wid, time.monotonic()) < _GRACE_S:
+                for wid, task in list(inflight.items()):
+                    code = procs[wid].exitcode
+                    if code is None or (code == 0 and time.monotonic() - gone.setdefault(wid, time.monotonic()) < _GRACE_S):
                         continue
                     del inflight[wid]
-                    failure = failure or WorkerError(_death(wid, len(procs), procs[wid], index))
+                    failure = failure or WorkerError(_death(wid, len(procs), procs[wid], task))
                 continue
-            del inflight[wid]
+            task = inflight.pop(wid)
+            idle.append(wid)
             if kind == "done":
-                on_done(index, payload)
+                on_done(task, payload)
+                todo += next_tasks()
             else:
                 failure = failure or payload
-            if failure is None:
-                _assign(wid, todo, tasks, inflight)
-            else:
-                tasks[wid].put(None)
         if failure is not None:
             raise failure
-        for t in tasks:
-            t.put(None)
+        if not finished():
+            raise RuntimeError("the evaluation plan stopped with unfinished stages and no task ready")
+        for inbox in inboxes:
+            inbox.put(None)
         for proc in procs:
             proc.join()
     finally:
@@ -102,39 +113,34 @@ def run_workers(job: BatchJob, pending: list[int], devices: list[str], threads: 
             proc.join()
 
 
-def _assign(wid: int, todo: list[int], tasks: list, inflight: dict[int, int]) -> None:
-    if todo:
-        inflight[wid] = todo.pop(0)
-        tasks[wid].put(inflight[wid])
-    else:
-        tasks[wid].put(None)
-
-
-def _death(wid: int, count: int, proc, index: int) -> str:
+def _death(wid: int, count: int, proc, task: Task) -> str:
     code = proc.exitcode
     how = (f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
-    return f"worker {wid + 1} of {count} (pid {proc.pid}) {how} while attacking batch {index}"
+    return f"worker {wid + 1} of {count} (pid {proc.pid}) {how} while running {task.name}"
 
 
-def _worker_main(wid: int, job: BatchJob, device: str, threads: int | None, parent: int, tasks, results) -> None:
-    """A worker: attack the batches it is given until told to stop (``None``) or the parent is gone."""
+def _worker_main(wid: int, job: Job, device: str, threads: int | None, state, parent: int, inbox, results) -> None:
+    """A worker: run the tasks it is given until told to stop (``None``) or the parent is gone."""
     _die_with_parent(parent)
     if threads:
         torch.set_num_threads(threads)
-    index = None
+    task = None
     try:
+        devices.use_device(device)
         with job.placed(device) as net:
-            while (index := _next(tasks, parent)) is not None:
-                records = job.run(net, index, device)
-                results.put(("done", wid, index, [without_examples(r) for r in records]))
+            while (task := _next(inbox, parent)) is not None:
+                record = job.run(net, task, device)
+                if state is not None:
+                    state.save(task, record)
+                results.put(("done", wid, record))
     except BaseException as e:  # everything goes back to the parent, which decides what the user sees
-        results.put(("error", wid, index, _portable(e, wid, index)))
+        results.put(("error", wid, _portable(e, wid, task)))
 
 
-def _next(tasks, parent: int):
+def _next(inbox, parent: int):
     while True:
         try:
-            return tasks.get(timeout=1.0)
+            return inbox.get(timeout=1.0)
         except queue.Empty:
             if os.getppid() != parent:
                 return None
@@ -151,7 +157,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _portable(error: BaseException, wid: int, index) -> BaseException:
+def _portable(error: BaseException, wid: int, task: Task | None) -> BaseException:
     """The error as the parent should raise it: user errors as they are, anything else with its traceback."""
     if isinstance(error, ScoreZooError):
         try:
@@ -159,5 +165,5 @@ def _portable(error: BaseException, wid: int, index) -> BaseException:
             return error
         except Exception:
             return WorkerError(str(error))
-    where = f"batch {index}" if index is not None else "start-up"
+    where = task.name if task is not None else "start-up"
     return RuntimeError(f"worker {wid + 1} failed during {where}:\n{''.join(traceback.format_exception(error))}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,6 +13,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from pyautoattack import AutoAttack
+
+from harness.attack import set_iterations
 from harness.data import load_tensors
 
 TESTS_DIR = Path(__file__).parent
@@ -87,18 +92,24 @@ def randomized_model() -> nn.Module:
 
 
 class _Slow(nn.Module):
-    def __init__(self):
+    def __init__(self, seconds: float):
         super().__init__()
         self.inner = centroid_model()
+        self.seconds = seconds
 
     def forward(self, x):
-        time.sleep(0.004)
+        time.sleep(self.seconds)
         return self.inner(x)
 
 
 def slow_centroid_model() -> nn.Module:
-    """The centroid model, 4 ms per forward pass: batches last long enough to interrupt."""
-    return _Slow().eval()
+    """The centroid model, 4 ms per forward pass: chunks last long enough to interrupt."""
+    return _Slow(0.004).eval()
+
+
+def sleepy_centroid_model() -> nn.Module:
+    """The centroid model, 30 ms per forward pass: an APGD-T chunk of 10 iterations takes seconds."""
+    return _Slow(0.03).eval()
 
 
 def unpicklable_model() -> nn.Module:
@@ -114,3 +125,32 @@ def run_cli(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedP
            "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
+
+
+def bare_autoattack(model, x, y, *, version, batch_size: int, attacks=None, n_iter=None, seed=0, norm="Linf",
+                    eps=8 / 255, device="cpu"):
+    """One plain pyautoattack call; returns (x_adv, y_adv, robust accuracy % after each attack from its log)."""
+    aa = AutoAttack(model, norm=norm, eps=eps, seed=seed, version=version,
+                    attacks=attacks if version == "custom" else None, device=device)
+    if n_iter:
+        set_iterations(aa, n_iter)
+    lines: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    logger, handler = logging.getLogger("auto-attack"), _Keep(level=logging.DEBUG)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        x_adv, y_adv = aa.run_standard_evaluation(x, y, batch_size=batch_size)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    after = {m.group(1).lower(): float(m.group(2)) for m in
+             (re.match(r"robust accuracy after (\S+): ([\d.]+)%", line) for line in lines) if m}
+    return x_adv, y_adv, after

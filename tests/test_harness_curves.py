@@ -12,10 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
+from harness.data import load_tensors
 from harness.evaluation import evaluate
 from harness.merge import merge_files
 from harness.results import EvaluationResult
 from harness.threat_models import resolve_eps_list
+from harness_helpers import bare_autoattack, centroid_model
 from zoo.errors import ScoreZooError
 
 KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce", "apgd-t"], n_iter=5, seed=1,
@@ -53,9 +55,17 @@ def test_nested_curve_per_eps_and_per_example(curve):
         assert (o is None) == (b is None) and (o == "clean") == (b == "0")
     assert set(broken_at) <= {None, "0", "1/255", "2/255", "8/255"} and "2/255" in broken_at
 
-    # a single run at the smallest eps is the curve's first point, example by example
+    # a single run at the smallest eps is the curve's first point, example by example, and the next point
+    # is a bare AutoAttack call at 2/255 on the examples still robust at 1/255
     alone = _evaluate(eps="1/255").evaluation
     assert alone.robust_flags() == flags[0] and alone.robust_accuracy == robust[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = load_tensors("cifar10", "test", None, 16)
+    kept = [i for i, f in enumerate(flags[0]) if f]
+    _, y_adv, _ = bare_autoattack(centroid_model(), x[kept], y[kept], version="custom", attacks=["apgd-ce", "apgd-t"],
+                                  n_iter=5, seed=1, batch_size=8, eps=2 / 255)
+    assert [flags[1][i] for i in kept] == (y_adv == y[kept]).tolist()
 
 
 def test_model_info_is_the_standard_budget_and_the_rest_stays_in_evaluation(curve):
@@ -90,20 +100,21 @@ def test_curve_plots_and_the_leaderboard_figure(curve, tmp_path):
 def test_shards_merge_and_resume_per_eps(curve, tmp_path):
     _, full = curve
     shards = [tmp_path / f"s{k}.json" for k in range(2)]
-    for k, path in enumerate(shards):
-        _evaluate(eps=EPS, shard=f"{k}/2", out=path)
+    parts = [_evaluate(eps=EPS, shard=f"{k}/2", out=path).evaluation for k, path in enumerate(shards)]
     merged = merge_files(shards, tmp_path / "merged.json")
-    assert merged.evaluation.per_example == full.evaluation.per_example
-    assert merged.evaluation.curve == full.evaluation.curve
+    assert merged.evaluation.per_example["broken_at"] == [b for p in parts for b in p.per_example["broken_at"]]
+    assert merged.evaluation.segments == [[0, 8], [8, 16]]
     assert (tmp_path / "merged.curve.svg").is_file()
 
     out = tmp_path / "r.json"
     _evaluate(eps=EPS, out=out)
-    (tmp_path / "r.state" / "batch-000001-eps01.pt").unlink()  # as if killed at the second eps of batch 1
-    (tmp_path / "r.state" / "batch-000001-eps02.pt").unlink()
+    last = sorted((tmp_path / "r.state").glob("*-L006-*.pt"))  # apgd-t at 8/255, as if killed there
+    assert last
+    for path in last:
+        path.unlink()
     resumed = _evaluate(eps=EPS, out=out).evaluation
     assert resumed.per_example == full.evaluation.per_example and resumed.curve == full.evaluation.curve
-    assert any("resumed: 2 batch(es)" in w["message"] for w in resumed.warnings)
+    assert any("resumed:" in w["message"] for w in resumed.warnings)
     with pytest.raises(ScoreZooError, match="different evaluation"):
         _evaluate(eps="1/255,8/255", out=out)
 

@@ -35,7 +35,7 @@ def cli(*args):
     (["harness_helpers:centroid_model", "--shard", "2/2"], "out of range"),
     (["harness_helpers:failing_builder"], "building the model with 'harness_helpers:failing_builder' failed: "
                                           "ValueError: no checkpoint at /nonexistent/model.pt"),
-    (["harness_helpers:tuple_model", *SMALL], "returns a tuple on the first batch, not a tensor of logits"),
+    (["harness_helpers:tuple_model", *SMALL], "returns a tuple on the first chunk, not a tensor of logits"),
 ])
 def test_bad_evaluate_input_is_one_line(args, message, monkeypatch):
     monkeypatch.syspath_prepend(str(__import__("harness_helpers").TESTS_DIR))
@@ -53,7 +53,7 @@ def test_state_dir_foreign_corrupt_and_other_config(tmp_path):
     assert cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))[0] == 0
     code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--seed", "1", "--out", str(out))
     assert code == 1 and "different evaluation" in err and "seed" in err
-    (tmp_path / "r.state" / "batch-000000-eps00.pt").write_bytes(b"garbage")
+    next((tmp_path / "r.state").glob("*-L000-c000000.pt")).write_bytes(b"garbage")
     code, err = cli("evaluate", "harness_helpers:centroid_model", *SMALL, "--out", str(out))
     assert code == 1 and "corrupt" in err
     assert json.loads(out.read_text())["evaluation"]["seed"] == 0  # the earlier result is untouched

@@ -17,7 +17,7 @@ import pytest
 from harness.evaluation import evaluate
 from harness.merge import merge_files
 from harness.results import MODEL_INFO_KEYS, EvaluationResult
-from harness_helpers import TESTS_DIR, centroid_model, run_cli
+from harness_helpers import TESTS_DIR, bare_autoattack, centroid_model, run_cli
 
 ARGS = ["harness_helpers:centroid_model", "--n-examples", "32", "--batch-size", "8", "--version", "custom",
         "--attacks", "apgd-ce,apgd-t", "--n-iter", "10", "--seed", "3"]
@@ -66,40 +66,55 @@ def test_same_seed_same_result_and_train_mode_switched(full):
     assert any("train mode" in w["message"] for w in again.evaluation.warnings)
 
 
-def test_resume_after_sigkill_equals_uninterrupted(full, tmp_path):
-    out = tmp_path / "r.json"
+def test_resume_after_sigkill_mid_run_equals_uninterrupted(full, tmp_path):
+    """Killed while APGD-T runs (APGD-CE's chunk is saved, the model takes 30 ms a call), then resumed."""
+    out, state = tmp_path / "r.json", tmp_path / "r.state"
+    args = [a if a != "harness_helpers:centroid_model" else "harness_helpers:sleepy_centroid_model" for a in ARGS]
     env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "evaluate", *ARGS, "--out", str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "r.state"
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(state.glob("batch-*.pt")):
-        time.sleep(0.05)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "evaluate", *args, "--workers", "1", "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(state.glob("*-L001-*.pt")):
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(list(state.glob("batch-*.pt")))
-    assert 1 <= done and not out.exists() or done == 4
-    res = run_cli("evaluate", *ARGS, "--out", str(out))
+    saved = {p.name: p.stat().st_mtime_ns for p in state.glob("*.pt")}
+    assert not out.exists() and not list(state.glob("*-L002-*.pt")), "the kill must land while APGD-T runs"
+    assert len([n for n in saved if "-L000-" in n]) == 4 and len([n for n in saved if "-L001-" in n]) >= 1
+
+    res = run_cli("evaluate", *args, "--workers", "1", "--out", str(out))
     assert res.returncode == 0, res.stderr
     resumed = EvaluationResult.from_json(out)
     assert resumed.evaluation.per_example == full[1].evaluation.per_example
     assert resumed.model_info.autoattack_acc == full[1].model_info.autoattack_acc
-    if done < 4:  # the provenance says the work spans two runs, starting with the first
-        first_start = json.loads((state / "started.json").read_text())["started_at"]
-        assert resumed.evaluation.started_at == first_start
-        assert any("resumed" in w["message"] for w in resumed.evaluation.warnings)
+    assert {p.name: p.stat().st_mtime_ns for p in state.glob("*.pt") if p.name in saved} == saved  # not recomputed
+    first_start = json.loads((state / "started.json").read_text())["started_at"]
+    assert resumed.evaluation.started_at == first_start
+    assert any(f"resumed: {len(saved)} chunk task(s)" in w["message"] for w in resumed.evaluation.warnings)
 
 
-def test_shards_merge_to_the_full_result_and_refuse_bad_sets(full, tmp_path):
+def test_each_shard_is_a_bare_call_on_its_slice_and_shards_merge(full, tmp_path):
+    from harness.data import load_tensors
+
     paths = []
     for k in range(3):
         paths.append(tmp_path / f"s{k}.json")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             evaluate("harness_helpers:centroid_model", out=paths[-1], shard=f"{k}/3", **KW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = load_tensors("cifar10", "test", None, 32)
+    shards = [EvaluationResult.from_json(p).evaluation for p in paths]
+    assert [s.segments for s in shards] == [[[0, 8]], [[8, 16]], [[16, 32]]]  # whole batches of 8
+    for shard in shards:
+        lo, hi = shard.segments[0]
+        _, y_adv, _ = bare_autoattack(centroid_model(), x[lo:hi], y[lo:hi], version="custom",
+                                      attacks=["apgd-ce", "apgd-t"], n_iter=10, seed=3, batch_size=8)
+        assert [o is None for o in shard.per_example["outcome"]] == (y_adv == y[lo:hi]).tolist()
     merged = merge_files(paths, tmp_path / "merged.json")
-    assert merged.evaluation.per_example == full[1].evaluation.per_example
-    assert merged.evaluation.robust_accuracy_after == full[1].evaluation.robust_accuracy_after
+    assert merged.evaluation.segments == [[0, 8], [8, 16], [16, 32]]
+    assert merged.evaluation.per_example["outcome"] == [o for s in shards for o in s.per_example["outcome"]]
     assert merged.model_info.clean_acc == full[1].model_info.clean_acc
     res = run_cli("merge", str(paths[0]), str(paths[1]), str(paths[1]), str(paths[2]), "--out", str(tmp_path / "m.json"))
     assert res.returncode == 1 and "overlaps" in res.stderr
@@ -128,18 +143,27 @@ def test_torchrun_two_processes_equal_single_process(full, tmp_path):
     assert "2 processes" in result.evaluation.device
 
 
-def test_evaluation_grows_to_more_images_keeping_full_batches(full, tmp_path):
+def test_evaluation_grows_by_a_second_segment_keeping_the_first(full, tmp_path):
+    """12 images, then 32: images 12..31 are attacked as a separate call; the first call's chunks are kept."""
     out, state = tmp_path / "g.json", tmp_path / "g.state"
-    small = {**KW, "n_examples": 12}  # batch 0 full, batch 1 holds 4 of its 8 images
+    small = {**KW, "n_examples": 12}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        evaluate("harness_helpers:centroid_model", out=out, state_dir=state, **small)
-        kept = (state / "batch-000000-eps00.pt").stat().st_mtime_ns
+        first = evaluate("harness_helpers:centroid_model", out=out, state_dir=state, **small)
+        kept = {p.name: p.stat().st_mtime_ns for p in state.glob("*.pt")}
         grown = evaluate("harness_helpers:centroid_model", out=out, state_dir=state, **KW)
-    assert grown.evaluation.per_example == full[1].evaluation.per_example
-    assert (state / "batch-000000-eps00.pt").stat().st_mtime_ns == kept
+        from harness.data import load_tensors
+
+        x, y = load_tensors("cifar10", "test", None, 32)
+    ev = grown.evaluation
+    assert ev.segments == [[0, 12], [12, 32]] and ev.n_examples == 32
+    assert ev.per_example["outcome"][:12] == first.evaluation.per_example["outcome"]
+    _, y_adv, _ = bare_autoattack(centroid_model(), x[12:], y[12:], version="custom", attacks=["apgd-ce", "apgd-t"],
+                                  n_iter=10, seed=3, batch_size=8)
+    assert [o is None for o in ev.per_example["outcome"][12:]] == (y_adv == y[12:]).tolist()
+    assert {p.name: p.stat().st_mtime_ns for p in state.glob("*.pt") if p.name in kept} == kept
     assert json.loads((state / "config.json").read_text())["n_examples"] == 32
-    assert any("grown from an evaluation of the first 12 images" in w["message"] for w in grown.evaluation.warnings)
+    assert any("images 12..31 are a separate segment" in w["message"] for w in ev.warnings)
     # other first images (here: a changed fingerprint) never grow; neither does an evaluation shrink
     other = tmp_path / "o.state"
     with warnings.catch_warnings():

@@ -28,27 +28,63 @@ def _evaluate(model, **kw):
                                               ("L2", {})])
 def test_channels_last_default_gives_the_exact_per_example_result_on_cpu(threat_model, kw):
     model = zoo.load_model("cifar10-linf-tiny")
-    flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    flags = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision,
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     fast = _evaluate(model, threat_model=threat_model, device="cpu", **kw).evaluation
     exact = _evaluate(model, threat_model=threat_model, device="cpu", exact=True, **kw).evaluation
     assert fast.numerics == {"exact": False, "channels_last": True, "cudnn_tf32": True, "matmul_tf32": False,
-                             "cudnn_benchmark": False}
+                             "cudnn_benchmark": False, "cudnn_deterministic": False}
     assert exact.numerics == {"exact": True, "channels_last": False, "cudnn_tf32": False, "matmul_tf32": False,
-                              "cudnn_benchmark": False}
+                              "cudnn_benchmark": False, "cudnn_deterministic": True}
     assert fast.per_example == exact.per_example and fast.robust_accuracy_after == exact.robust_accuracy_after
     assert 0 < fast.robust_accuracy < fast.clean_accuracy
     # the caller's model and process are left as they were
     assert next(model.parameters()).is_contiguous() and not model.training
-    assert flags == (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-                     torch.backends.cudnn.benchmark)
+    assert flags == (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision,
+                     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_channels_last_default_gives_the_exact_per_example_result_on_cuda():
+@pytest.mark.parametrize("exact", [False, True])
+def test_on_cuda_each_setting_equals_bare_autoattack_under_the_same_flags(exact):
+    """The default (TF32 convolutions, channels_last) and --exact each equal bare pyautoattack under their flags."""
+    from harness_helpers import bare_autoattack
+
+    from harness.data import load_tensors
+    from harness.numerics import applied, choose_numerics
+
     model = zoo.load_model("cifar10-linf-tiny")
-    fast = _evaluate(model, device="cuda").evaluation
-    exact = _evaluate(model, device="cuda", exact=True).evaluation
-    assert fast.per_example == exact.per_example
+    result = _evaluate(model, device="cuda", exact=exact).evaluation
+    bare_model = zoo.load_model("cifar10-linf-tiny", device="cuda")
+    numerics = choose_numerics(bare_model, exact=exact)
+    if numerics.channels_last:
+        bare_model = bare_model.to(memory_format=torch.channels_last)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = load_tensors("cifar10", "test", None, KW["n_examples"])
+    with applied(numerics):
+        _, y_adv, _ = bare_autoattack(bare_model, x.cuda(), y.cuda(), version="custom", attacks=KW["attacks"],
+                                      n_iter=KW["n_iter"], batch_size=KW["batch_size"], device="cuda")
+    assert [o is None for o in result.per_example["outcome"]] == (y_adv.cpu() == y).tolist()
+
+
+def test_flags_are_set_through_the_new_precision_api_even_after_the_process_used_it():
+    """Reading the legacy allow_tf32 after the per-backend fp32_precision API was used raises (torch >= 2.9)."""
+    from harness.numerics import applied, choose_numerics
+
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = (matmul.fp32_precision, conv.fp32_precision)
+    matmul.fp32_precision = "tf32"
+    try:
+        net = zoo.create_model("wrn-10-1-swish")
+        with applied(choose_numerics(net, exact=True)):
+            assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+            assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        with applied(choose_numerics(net)):
+            assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "tf32")
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", saved[1])
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved
 
 
 def test_linear_models_stay_in_their_layout():

@@ -43,14 +43,19 @@ def test_two_workers_give_the_one_process_result_at_every_eps(reference, tmp_pat
     ev = result.evaluation
     assert ev.per_example == reference.evaluation.per_example
     assert ev.curve == reference.evaluation.curve and len(ev.curve) == 2
-    assert ev.execution == {"workers": 2, "threads_per_worker": max(1, len(os.sched_getaffinity(0)) // 2)}
+    assert ev.execution == {"workers": 2, "threads_per_worker": max(1, len(os.sched_getaffinity(0)) // 2),
+                            "processes": 1}
     assert "2 worker processes" in ev.device
-    assert len(list((tmp_path / "r.state").glob("batch-*-eps0[01].pt"))) == 8  # 4 batches x 2 eps, saved by the workers
+    # every chunk task is saved by the workers: 4 clean chunks, then ceil(survivors / 8) per attack and eps
+    survivors = [ev.clean_accuracy * 32 / 100] + [p["robust_accuracy_after"][a] * 32 / 100
+                                                  for p in ev.curve for a in ("apgd-ce", "apgd-t")]
+    expected = 4 + sum(-(-round(s) // 8) for s in survivors[:-1])
+    assert len(list((tmp_path / "r.state").glob("*-L*-c*.pt"))) == expected
     assert EvaluationResult.from_json(out).to_dict() == result.to_dict()
 
 
 @pytest.mark.parametrize("workers, message", [("0", "--workers must be at least 1"),
-                                              ("5", "more than the 4 batch(es)")])
+                                              ("5", "more than the 4 chunk(s)")])
 def test_bad_worker_counts_are_one_line(workers, message):
     res = CliRunner().invoke(main, ["evaluate", "harness_helpers:centroid_model", *ARGS, "--workers", workers])
     err = res.stderr.strip().splitlines()
@@ -83,17 +88,16 @@ def test_killed_worker_stops_the_run_cleanly_and_the_same_command_resumes(tmp_pa
                             stderr=subprocess.PIPE, text=True)
     state = tmp_path / "r.state"
     deadline = time.time() + 120
-    while time.time() < deadline and not list(state.glob("batch-*.pt")):
+    while time.time() < deadline and not list(state.glob("*-L*.pt")):
         time.sleep(0.05)
     victim = _worker_pids(proc.pid)[0]
     os.kill(victim, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
     lines = [line for line in stderr.strip().splitlines() if line.startswith("Error")]
     assert proc.returncode == 1, stderr
-    assert len(lines) == 1 and f"(pid {victim}) was killed by SIGKILL while attacking batch" in lines[0]
+    assert len(lines) == 1 and f"(pid {victim}) was killed by SIGKILL while running chunk" in lines[0]
     assert "run the same command again to resume" in lines[0] and "Traceback" not in stderr
-    saved = len(list(state.glob("batch-*.pt")))
-    assert 1 <= saved < 16 and not (tmp_path / "r.json").exists()
+    assert list(state.glob("*-L*.pt")) and not (tmp_path / "r.json").exists()
 
     res = run_cli(*args)
     assert res.returncode == 0, res.stderr

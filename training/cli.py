@@ -19,7 +19,9 @@ from .recipes import list_recipes, load_recipe, recipe_description, recipe_value
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its last checkpoint.")
 @click.option("--data-dir", type=click.Path(exists=True), metavar="DIR",
               help=f"Training data: a folder with the official files or one .npz (default: ${DATA_ENV}).")
-@click.option("--device", default=None, help="cpu or cuda[:i] (default: cuda if available, under torchrun cuda:LOCAL_RANK).")
+@click.option("--device", default=None,
+              help="cpu, cuda or cuda:K (default: cuda if a GPU is visible). Under torchrun each process takes "
+                   "cuda:LOCAL_RANK and cuda:K is refused: choose GPUs with CUDA_VISIBLE_DEVICES.")
 @click.option("--stop-after-steps", type=int, default=None, metavar="N",
               help="Stop (with a checkpoint) after N optimiser steps in total; continue later with --resume.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -36,7 +38,9 @@ def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_s
       score-train --recipe cifar10-linf-tiny --data-dir /data/cifar10_train_jpeg.npz --out runs/tiny --resume
       torchrun --nproc-per-node 4 -m training --recipe cifar10-linf-wrn28-10 \\
           --set generated_data=/data/1m.npz --data-dir /data --out runs/wrn28
-    The final EMA model is written to RUN_DIR/model (load it with zoo.load_model).
+    The released model is RUN_DIR/model-best (load it with zoo.load_model). Under torchrun
+    only rank 0 writes files; with --register the ranks share the AutoAttack evaluation and
+    rank 0 writes the entry.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -46,16 +50,24 @@ def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_s
     if data_dir:
         values["data_dir"] = data_dir
     config = load_recipe(recipe, values)
+    from zoo import devices
+
+    from .register import check_new_name, register_run
     from .trainer import train
 
-    run_dir = train(config, out_dir, resume=resume, device=device, stop_after_steps=stop_after_steps,
-                    progress=not no_progress)
-    final = run_dir / "model"
-    click.echo(str(run_dir / "model-best") if final.is_dir() else f"{run_dir} (stopped early; continue with --resume)")
-    if register_name and final.is_dir():
-        from .register import register_run
-
-        _report(register_run(run_dir, register_name, device=device, progress=not no_progress))
+    where = devices.placement(device)  # a wrong --device fails here, not after training
+    if register_name:
+        check_new_name(register_name)
+    with devices.joined(where) as group:  # training and --register share the torchrun process group
+        run_dir = train(config, out_dir, resume=resume, device=device, stop_after_steps=stop_after_steps,
+                        progress=not no_progress)
+        final = run_dir / "model"
+        if group.is_main:
+            click.echo(str(run_dir / "model-best") if final.is_dir() else f"{run_dir} (stopped early; continue with --resume)")
+        if register_name and final.is_dir():
+            registration = register_run(run_dir, register_name, device=device, progress=not no_progress)
+            if registration is not None:
+                _report(registration)
 
 
 def _report(reg) -> None:
@@ -86,7 +98,7 @@ def _report(reg) -> None:
 @click.option("--n-iter", type=int, default=None, help="Reduce attack iterations (quick checks only).")
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default=None)
+@click.option("--device", default=None, help="cpu, cuda or cuda:K (default: cuda if a GPU is visible).")
 @click.option("--description", default="", help="One sentence for the card (default: generated).")
 @click.option("--data-note", default="", help="What the evaluation data is, for the card.")
 @click.option("--baseline", "baselines", multiple=True, metavar="NAME",
@@ -106,11 +118,13 @@ def register_cmd(run_dir, name, builtin, which, n_examples, clean_n_examples, da
     """
     from .register import register_run
 
-    _report(register_run(run_dir, name, builtin=builtin, which=which, n_examples=n_examples,
-                         clean_n_examples=clean_n_examples, data_dir=data_dir, version=version,
-                         attacks=attacks.split(",") if attacks else None, n_iter=n_iter, seed=seed,
-                         batch_size=batch_size, device=device, description=description, data_note=data_note,
-                         baselines=tuple(baselines), study=study, overwrite=overwrite, progress=not no_progress))
+    registration = register_run(run_dir, name, builtin=builtin, which=which, n_examples=n_examples,
+                                clean_n_examples=clean_n_examples, data_dir=data_dir, version=version,
+                                attacks=attacks.split(",") if attacks else None, n_iter=n_iter, seed=seed,
+                                batch_size=batch_size, device=device, description=description, data_note=data_note,
+                                baselines=tuple(baselines), study=study, overwrite=overwrite, progress=not no_progress)
+    if registration is not None:  # None on the other processes under torchrun
+        _report(registration)
 
 
 @main.command("recipes")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import distributed as D
+from zoo import devices
+
 from .attacks import advertorch_pgd
 from .bn import eval_mode
 from .config import TrainConfig
@@ -26,18 +27,18 @@ def selection_step_size(cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, info: D.DistInfo,
+def accuracy(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, group: devices.Group,
              generator: torch.Generator, attack_steps: int) -> tuple[float, float | None]:
     """Clean and PGD-CW accuracy in % of ``model`` (eval mode) on uint8 images, sharded over ranks.
 
     ``attack_steps = 0`` measures clean accuracy only (the second value is None).
     """
-    x_u8, y = x_u8[info.rank::info.world_size], y[info.rank::info.world_size]
-    counts = torch.zeros(3, dtype=torch.float64, device=info.device)
+    x_u8, y = x_u8[group.rank::group.world_size], y[group.rank::group.world_size]
+    counts = torch.zeros(3, dtype=torch.float64, device=group.where.device)
     with eval_mode(model):
         for i in range(0, len(y), cfg.eval_batch_size):
-            xb = to_float(x_u8[i:i + cfg.eval_batch_size], info.device)
-            yb = y[i:i + cfg.eval_batch_size].to(info.device)
+            xb = to_float(x_u8[i:i + cfg.eval_batch_size], group.where.device)
+            yb = y[i:i + cfg.eval_batch_size].to(group.where.device)
             counts[0] += (model(xb).argmax(1) == yb).sum()
             if attack_steps:
                 with torch.enable_grad():
@@ -45,6 +46,6 @@ def accuracy(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
                                         selection_step_size(cfg), attack_steps, generator)
                 counts[1] += (model(xb).argmax(1) == yb).sum()
             counts[2] += len(yb)
-    D.all_reduce_sum(counts, info)
+    group.all_reduce_sum(counts)
     n = max(1.0, counts[2].item())
     return 100.0 * counts[0].item() / n, (100.0 * counts[1].item() / n if attack_steps else None)

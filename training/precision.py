@@ -32,9 +32,18 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def cuda_native_bf16(capability: tuple[int, int]) -> bool:
+    """Whether a GPU of this compute capability has bf16 tensor cores (8.0, Ampere, and newer).
+
+    ``torch.cuda.is_bf16_supported()`` also counts emulated bf16 (a T4 or V100
+    says yes), and asks about the current device rather than the run's.
+    """
+    return tuple(capability) >= (8, 0)
+
+
 def use_bf16(requested: bool, device: torch.device, cpuinfo: str | Path = "/proc/cpuinfo",
              emulate: bool = False) -> bool:
-    """Resolve a recipe's ``bf16``: True where the device runs bf16 natively; else False with one warning.
+    """Resolve a recipe's ``bf16``: True where the run's device computes bf16 natively; else False with one warning.
 
     ``emulate`` keeps bf16 on a CPU without native support (slow, same numerics: for checking bf16 runs
     on such a machine).
@@ -44,7 +53,7 @@ def use_bf16(requested: bool, device: torch.device, cpuinfo: str | Path = "/proc
     if emulate and device.type == "cpu":
         return True
     if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
+        native = cuda_native_bf16(torch.cuda.get_device_capability(device))
     else:
         native = cpu_has_native_bf16(cpuinfo)
     if not native:

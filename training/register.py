@@ -20,7 +20,7 @@ from pathlib import Path
 
 import harness
 from harness.api import clean_accuracy
-from zoo import registry
+from zoo import devices, registry
 from zoo.cards import default_cards_dir, write_card
 from zoo.errors import ConfigError
 from zoo.fileio import sha256_file, staged_dir
@@ -78,22 +78,29 @@ def source_paper(recipe: dict) -> dict:
     return OBJECTIVE_PAPERS[objective]
 
 
+def check_new_name(name: str, overwrite: bool = False) -> None:
+    """Refuse a name that a zoo entry has already (unless ``overwrite``)."""
+    if not overwrite and name in {e.name for e in registry.list_entries()}:
+        raise ConfigError(f"a zoo entry called '{name}' exists already; pass --overwrite to replace it")
+
+
 def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which: str = "model-best",
                  n_examples: int | None = None, clean_n_examples: int | None = None, data_dir=None,
                  version: str = "standard", attacks: list[str] | None = None, n_iter: int | None = None,
                  seed: int = 0, batch_size: int = 500, device: str | None = None, description: str = "",
                  data_note: str = "", baselines: tuple[str, ...] = (), study: str | None = None,
-                 overwrite: bool = False, progress: bool = True) -> Registration:
+                 overwrite: bool = False, progress: bool = True) -> Registration | None:
     """Evaluate ``run_dir/which`` and register it as zoo entry ``name``.
 
     AutoAttack runs on the first ``n_examples`` test images; clean accuracy is
     measured on the first ``clean_n_examples`` (default: the same images).
     ``study`` names the multi-seed study file the entry belongs to (its card shows it).
+    Under torchrun the processes share the evaluation, rank 0 alone writes the
+    model, entry and card, and the other processes return None.
     """
     source_dir = Path(run_dir) / which
     config = read_config(source_dir)
-    if not overwrite and name in {e.name for e in registry.list_entries()}:
-        raise ConfigError(f"a zoo entry called '{name}' exists already; pass --overwrite to replace it")
+    check_new_name(name, overwrite)
     for baseline in baselines:
         registry.get_entry(baseline)
     threat_model = config.get("threat_model") or "Linf"
@@ -108,37 +115,42 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
         cards_dir = model_dir.parent
     state_dir = Path(run_dir) / f"evaluation-{name}.state"
 
-    result = harness.evaluate(str(source_dir), config["dataset"], threat_model, config.get("eps"), n_examples,
-                              batch_size=batch_size, version=version, attacks=attacks, seed=seed, device=device,
-                              data_dir=data_dir, out=result_path, state_dir=state_dir, n_iter=n_iter,
-                              model_info={"name": name, "architecture": config["architecture"],
-                                          "venue": "SCORE Zoo", "footnote": data_note or None},
-                              progress=progress)
-    clean = result.clean_acc
-    if clean_n_examples is not None and clean_n_examples != result.evaluation.n_examples:
-        clean = clean_accuracy(str(source_dir), config["dataset"], data_dir, clean_n_examples, batch_size, device)
+    with devices.joined(devices.placement(device)) as group:
+        result = harness.evaluate(str(source_dir), config["dataset"], threat_model, config.get("eps"), n_examples,
+                                  batch_size=batch_size, version=version, attacks=attacks, seed=seed, device=device,
+                                  data_dir=data_dir, out=result_path, state_dir=state_dir, n_iter=n_iter,
+                                  model_info={"name": name, "architecture": config["architecture"],
+                                              "venue": "SCORE Zoo", "footnote": data_note or None},
+                                  progress=progress)
+        registration = None
+        if group.is_main:
+            clean = result.clean_acc
+            if clean_n_examples is not None and clean_n_examples != result.evaluation.n_examples:
+                clean = clean_accuracy(str(source_dir), config["dataset"], data_dir, clean_n_examples, batch_size, device)
 
-    with staged_dir(model_dir, overwrite=overwrite) as tmp:
-        for fname in (WEIGHTS_NAME, CONFIG_NAME):
-            shutil.copy2(source_dir / fname, tmp / fname)
-    training = config.get("training", {})
-    entry = registry.Entry(
-        name=name, dataset=config["dataset"], threat_model=threat_model, eps=result.evaluation.eps_text,
-        architecture=config["architecture"], num_classes=config["num_classes"],
-        source=source_paper(training.get("recipe", {"objective": training.get("objective", "score")})),
-        reported={"clean_acc": round(clean, 2), "autoattack_acc": round(result.robust_acc, 2),
-                  "n_examples": result.evaluation.n_examples,
-                  "clean_n_examples": clean_n_examples or result.evaluation.n_examples,
-                  "attack": f"AutoAttack {version}" + (f" ({','.join(attacks)})" if attacks else "")
-                  + (f", {n_iter} iterations" if n_iter else ""),
-                  "by": "SCORE Zoo harness", **({"data": data_note} if data_note else {})},
-        recipe=_recipe(training), sha256=sha256_file(model_dir / WEIGHTS_NAME),
-        local_dir=f"bundled/{name}" if builtin else str(model_dir),
-        description=description or f"{training.get('objective', 'SCORE').upper()}-trained {config['architecture']} "
-                                   f"on {config['dataset']} ({threat_model} {result.evaluation.eps_text}), "
-                                   "trained with score-train.",
-        evaluations=[f"evaluations/{result_path.name}" if builtin else str(result_path)],
-        baselines=list(baselines), study=study, builtin=builtin)
-    entry_path = registry.write_builtin_entry(entry) if builtin else registry.add_user_entry(entry)
-    card_path = write_card(entry, cards_dir)
-    return Registration(entry, entry_path, model_dir, result_path, card_path)
+            with staged_dir(model_dir, overwrite=overwrite) as tmp:
+                for fname in (WEIGHTS_NAME, CONFIG_NAME):
+                    shutil.copy2(source_dir / fname, tmp / fname)
+            training = config.get("training", {})
+            entry = registry.Entry(
+                name=name, dataset=config["dataset"], threat_model=threat_model, eps=result.evaluation.eps_text,
+                architecture=config["architecture"], num_classes=config["num_classes"],
+                source=source_paper(training.get("recipe", {"objective": training.get("objective", "score")})),
+                reported={"clean_acc": round(clean, 2), "autoattack_acc": round(result.robust_acc, 2),
+                          "n_examples": result.evaluation.n_examples,
+                          "clean_n_examples": clean_n_examples or result.evaluation.n_examples,
+                          "attack": f"AutoAttack {version}" + (f" ({','.join(attacks)})" if attacks else "")
+                          + (f", {n_iter} iterations" if n_iter else ""),
+                          "by": "SCORE Zoo harness", **({"data": data_note} if data_note else {})},
+                recipe=_recipe(training), sha256=sha256_file(model_dir / WEIGHTS_NAME),
+                local_dir=f"bundled/{name}" if builtin else str(model_dir),
+                description=description or f"{training.get('objective', 'SCORE').upper()}-trained {config['architecture']} "
+                                           f"on {config['dataset']} ({threat_model} {result.evaluation.eps_text}), "
+                                           "trained with score-train.",
+                evaluations=[f"evaluations/{result_path.name}" if builtin else str(result_path)],
+                baselines=list(baselines), study=study, builtin=builtin)
+            entry_path = registry.write_builtin_entry(entry) if builtin else registry.add_user_entry(entry)
+            card_path = write_card(entry, cards_dir)
+            registration = Registration(entry, entry_path, model_dir, result_path, card_path)
+        group.barrier()  # the other processes wait while rank 0 writes
+    return registration

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import zoo
+from zoo import devices
 from zoo.datasets_meta import NUM_CLASSES
 from zoo.errors import ConfigError, ScoreZooError
 from zoo.fileio import atomic_write_json, read_json
@@ -36,7 +37,6 @@ from zoo.model_dir import save_model_dir
 
 from harness.data import load_arrays
 
-from . import distributed as D
 from .augment import augment, cutmix_x4
 from .bn import set_bn_momentum
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -151,11 +151,8 @@ def train(config: TrainConfig | dict, out_dir: str | Path, resume: bool = False,
     """
     cfg = config if isinstance(config, TrainConfig) else make_config(config)
     run_dir = Path(out_dir)
-    info = D.setup(device)
-    try:
-        return _train(cfg, run_dir, resume, data, info, stop_after_steps, progress)
-    finally:
-        D.teardown(info)
+    with devices.joined(devices.placement(device)) as group:
+        return _train(cfg, run_dir, resume, data, group, stop_after_steps, progress)
 
 
 def load_test_split(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -176,7 +173,7 @@ def load_test_split(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor] | Non
 
 
 def _epoch_evaluation(cfg: TrainConfig, model: nn.Module, data: TrainData, test: tuple | None, epoch: int,
-                      info: D.DistInfo) -> dict[str, float]:
+                      group: devices.Group) -> dict[str, float]:
     """Held-out selection accuracies (every ``eval_every`` epochs and the last) and the test-split logs."""
     out: dict[str, float] = {}
     last = epoch + 1 == cfg.epochs
@@ -185,12 +182,12 @@ def _epoch_evaluation(cfg: TrainConfig, model: nn.Module, data: TrainData, test:
         return bool(every) and ((epoch + 1) % every == 0 or last)
 
     if due(cfg.eval_every):
-        gen = step_generator(cfg.seed, _EVAL_STREAM, 0, info.rank, info.device)
+        gen = step_generator(cfg.seed, _EVAL_STREAM, 0, group.rank, torch.device(group.where.device))
         out["holdout_clean_acc"], out["holdout_robust_acc"] = accuracy(
-            model, data.holdout_x, data.holdout_y, cfg, info, gen, cfg.eval_attack_steps)
+            model, data.holdout_x, data.holdout_y, cfg, group, gen, cfg.eval_attack_steps)
     if test is not None and (due(cfg.test_clean_every) or due(cfg.test_robust_every)):
-        gen = step_generator(cfg.seed, _EVAL_STREAM, 1, info.rank, info.device)
-        clean, robust = accuracy(model, test[0], test[1], cfg, info, gen,
+        gen = step_generator(cfg.seed, _EVAL_STREAM, 1, group.rank, torch.device(group.where.device))
+        clean, robust = accuracy(model, test[0], test[1], cfg, group, gen,
                                  cfg.eval_attack_steps if due(cfg.test_robust_every) else 0)
         out["test_clean_acc"] = clean
         if robust is not None:
@@ -198,36 +195,42 @@ def _epoch_evaluation(cfg: TrainConfig, model: nn.Module, data: TrainData, test:
     return out
 
 
-def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None, info: D.DistInfo,
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None, group: devices.Group,
            stop_after_steps: int | None, progress: bool) -> Path:
+    device = torch.device(group.where.device)
     ckpt = _prepare_run_dir(run_dir, cfg, resume)
-    D.barrier(info)  # every rank has checked the run directory before rank 0 writes into it
+    group.barrier()  # every rank has checked the run directory before rank 0 writes into it
     if resume and run_dir.joinpath(RUN_CONFIG_NAME).is_file() and not cfg.data_dir:
         cfg = make_config({**cfg.to_dict(), "data_dir": read_json(run_dir / RUN_CONFIG_NAME, "run config").get("data_dir", "")})
-    if cfg.batch_size % info.world_size:
-        raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({info.world_size})")
+    if cfg.batch_size % group.world_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({group.world_size})")
     if cfg.generated_fraction > 0 and not cfg.generated_data:
         raise ConfigError(f"this recipe mixes generated images (generated_fraction={cfg.generated_fraction}); "
                           "pass --set generated_data=PATH to an .npz with image and label arrays "
                           "(or --set generated_fraction=0)")
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-        if info.device.type == "cuda":
+        if device.type == "cuda":
             torch.backends.cudnn.benchmark = False
-    torch.manual_seed(cfg.seed + info.rank)
+    torch.manual_seed(cfg.seed + group.rank)
 
     if data is None:
         data = TrainData.load(cfg.dataset, cfg.resolved_data_dir(), cfg.train_subset, cfg.holdout_size, cfg.generated_data)
     test = load_test_split(cfg)
     plan = BatchPlan(data, cfg.batch_size, cfg.generated_fraction, cfg.seed)
     num_classes = NUM_CLASSES[cfg.dataset]
-    bf16 = use_bf16(cfg.bf16, info.device, emulate=cfg.bf16_emulate)
+    bf16 = use_bf16(cfg.bf16, device, emulate=cfg.bf16_emulate)
     layout = memory_format(cfg.channels_last)
 
     def amp():
-        return autocast(info.device, bf16)
+        return autocast(device, bf16)
 
-    raw = zoo.create_model(cfg.architecture, dataset=cfg.dataset).to(info.device, memory_format=layout)
+    raw = zoo.create_model(cfg.architecture, dataset=cfg.dataset).to(device, memory_format=layout)
+    if ckpt is not None:
+        raw.load_state_dict(ckpt["model"])
+    # DDP gives every rank rank 0's weights; the weight average copies them after that
+    model = DistributedDataParallel(raw, device_ids=[device] if device.type == "cuda" else None) \
+        if group.enabled else raw
     optimizer = build_optimizer(raw, cfg)
     scheduler = build_scheduler(optimizer, cfg, plan.steps_per_epoch)
     ema = EMA(raw, cfg.ema_decay, cfg.ema_warmup_fraction * cfg.epochs * plan.steps_per_epoch, cfg.ema_dynamic) \
@@ -237,28 +240,25 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
     best = {"holdout_robust_acc": -1.0, "epoch": -1}
     stats = _EpochStats()
     if ckpt is not None:
-        raw.load_state_dict(ckpt["model"])
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)], info.device)
+        _set_rng_state(ckpt["rng"][min(group.rank, len(ckpt["rng"]) - 1)], device)
         epoch, start_step, global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         best = dict(ckpt["best"])
         stats = _EpochStats(**ckpt["epoch_stats"])
-    model = DistributedDataParallel(raw, device_ids=[info.device] if info.device.type == "cuda" else None) \
-        if info.enabled else raw
     released = ema.model if ema is not None else raw
     # the very first step initialises BatchNorm's running statistics (momentum 1.0 for all its forwards)
     first_step_init = cfg.bn_first_batch_init and global_step == 0
     set_bn_momentum(raw, 1.0 if first_step_init else cfg.bn_momentum)
 
-    if info.is_main:
+    if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / RUN_CONFIG_NAME, cfg.to_dict())
         atomic_write_json(run_dir / "run_info.json", {
             "torch": torch.__version__, "python": platform.python_version(), "score_zoo": zoo.__version__,
-            "world_size": info.world_size, "device": str(info.device), "bf16": bf16,
+            "world_size": group.world_size, "device": str(device), "bf16": bf16,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resumed_from_step": global_step, "train_images": len(data.real_x), "steps_per_epoch": plan.steps_per_epoch,
             "generated_images": 0 if data.gen_x is None else len(data.gen_x), "holdout_images": len(data.holdout_x),
@@ -266,12 +266,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         truncate_metrics(run_dir / "metrics.jsonl", epoch)
 
     def checkpoint(next_epoch: int, next_step: int) -> None:
-        rng = [_rng_state(info.device)]
-        if info.enabled:  # gather every rank's RNG state so each resumes its own
-            gathered: list[Any] = [None] * info.world_size
-            torch.distributed.all_gather_object(gathered, rng[0])
-            rng = gathered
-        if info.is_main:
+        rng = group.all_gather_object(_rng_state(device))  # every rank resumes its own random state
+        if group.is_main:
             save_checkpoint(run_dir / CHECKPOINT_NAME, {
                 "format": "score-train/2", "config": cfg.to_dict(), "epoch": next_epoch, "step": next_step,
                 "global_step": global_step, "model": raw.state_dict(),
@@ -282,18 +278,18 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
     while epoch < cfg.epochs:
         raw.train()
         bar = tqdm(total=plan.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   file=sys.stderr, disable=not (progress and info.is_main), dynamic_ncols=True, leave=True)
+                   file=sys.stderr, disable=not (progress and group.is_main), dynamic_ncols=True, leave=True)
         epoch_start = time.time()
         epoch_lr, epoch_momentum = optimizer.param_groups[0]["lr"], optimizer.param_groups[0].get("momentum")
         for step in range(start_step, plan.steps_per_epoch):
-            x_u8, y = plan.batch(epoch, step, info.rank, info.world_size)
-            gen = step_generator(cfg.seed, epoch, step, info.rank, torch.device("cpu"))
-            x = augment(to_float(x_u8, info.device), cfg.augmentation_name, gen)
-            y = y.to(info.device)
+            x_u8, y = plan.batch(epoch, step, group.rank, group.world_size)
+            gen = step_generator(cfg.seed, epoch, step, group.rank, torch.device("cpu"))
+            x = augment(to_float(x_u8, device), cfg.augmentation_name, gen)
+            y = y.to(device)
             if cfg.cutmix:
-                x, y = cutmix_x4(x, y, num_classes, np.random.default_rng([cfg.seed, epoch, step, info.rank, 3]))
+                x, y = cutmix_x4(x, y, num_classes, np.random.default_rng([cfg.seed, epoch, step, group.rank, 3]))
             x = x.contiguous(memory_format=layout)
-            attack_gen = gen if info.device.type == "cpu" else step_generator(cfg.seed, epoch, step, info.rank, info.device)
+            attack_gen = gen if device.type == "cpu" else step_generator(cfg.seed, epoch, step, group.rank, device)
             out = adversarial_step(model, raw, x, y, cfg, num_classes, amp, attack_gen)
             hard = y.dim() == 1
             nan = torch.tensor(float("nan"), device=y.device)
@@ -302,7 +298,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
                 (out.logits_clean.argmax(1) == y).sum().float() if out.logits_clean is not None and hard else nan,
                 (out.logits_adv.argmax(1) == y).sum().float() if hard else nan,
                 torch.tensor(float(len(y)), device=y.device)]).double()
-            D.all_reduce_sum(batch_stats, info)
+            group.all_reduce_sum(batch_stats)
             if not math.isfinite(batch_stats[0].item()):
                 bar.close()
                 last = run_dir / CHECKPOINT_NAME
@@ -338,21 +334,21 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
             scheduler.step()
 
         # epoch end: BatchNorm buffers of the average from the live model, evaluate, checkpoint
-        D.broadcast_buffers(raw, info)
+        group.broadcast_from_main(raw.buffers())
         if ema is not None:
             ema.copy_buffers(raw)
         record: dict[str, Any] = {
             "epoch": epoch, "global_step": global_step, "lr": epoch_lr, "momentum": epoch_momentum,
             "train_loss": stats.loss / stats.n, "train_clean_acc": _percent(stats.clean, stats.n),
             "train_adv_acc": _percent(stats.adv, stats.n), "epoch_seconds": round(time.time() - epoch_start, 2)}
-        record.update(_epoch_evaluation(cfg, released, data, test, epoch, info))
+        record.update(_epoch_evaluation(cfg, released, data, test, epoch, group))
         if "holdout_robust_acc" in record and record["holdout_robust_acc"] >= best["holdout_robust_acc"]:
             best = {"holdout_robust_acc": record["holdout_robust_acc"], "holdout_clean_acc": record["holdout_clean_acc"],
                     "epoch": epoch}
-            if info.is_main:
+            if group.is_main:
                 save_model_dir(released, run_dir / "model-best", final_model_config(cfg, selected="best", **best),
                                overwrite=True)
-        if info.is_main:
+        if group.is_main:
             append_metrics(run_dir / "metrics.jsonl", record)
             plot_metrics(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png")
             print(_epoch_line(cfg, epoch, record), file=sys.stderr)
@@ -361,9 +357,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         if stop_after_steps is not None and global_step >= stop_after_steps and epoch < cfg.epochs:
             return run_dir
 
-    if info.is_main:
+    if group.is_main:
         save_model_dir(released, run_dir / "model", final_model_config(cfg, selected="last", best=best), overwrite=True)
-    D.barrier(info)
+    group.barrier()
     return run_dir
 
 

@@ -111,7 +111,7 @@ def import_cmd(checkpoint, arch, num_classes, dataset, threat_model, eps, out_di
 @main.command("load")
 @click.argument("name")
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit); default: the entry's pinned one.")
-@click.option("--device", default="cpu", show_default=True, help="Device to load the model on.")
+@click.option("--device", default="cpu", show_default=True, help="Device to load the model on: cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
     """Download (or find in the cache), verify and load a model; print where it is.
@@ -131,6 +131,9 @@ def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
     from .fileio import sha256_file
     from .model_dir import WEIGHTS_NAME
 
+    from .devices import resolve_device
+
+    device = resolve_device(device)  # checked before any download
     found = locate(name, revision)
     model = load_model_dir(found.path, device=device, expected_sha256=found.sha256)
     entry = None if found.source == "model-dir" else registry.get_entry(name)

@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .architectures import create_model
+from .devices import resolve_device
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_path, atomic_write_json, read_json, sha256_file, staged_dir
 
@@ -108,7 +109,8 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor]
 
 def load_model_dir(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
                    expected_sha256: str | None = None) -> nn.Module:
-    """Build the architecture from config.json, load the weights strictly, return it in eval mode."""
+    """Build the architecture from config.json, load the weights strictly, return it in eval mode on ``device``."""
+    device = resolve_device(device)  # a device this machine lacks is one clear error, before any work
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     model = create_model(config["architecture"], num_classes=config["num_classes"], dataset=config["dataset"])
