@@ -36,6 +36,7 @@ class VerifyReport:
     method: str
     per_example_agreement: float
     consistent: bool
+    numerics: dict         # the layout and precision of the re-evaluation (the original run's)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +55,11 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
 
     Consistent means the claimed robust accuracy (at the result's ``eps``) lies
     inside the Clopper-Pearson interval of the re-evaluated prefix and the
-    weights are the same. A curve is re-evaluated at all its eps (it is nested).
+    weights are the same. A curve is re-evaluated at all its eps (it is nested),
+    with the original run's layout and precision settings. The prefix is attacked
+    as one AutoAttack call of its own, so its survivors are pooled over fewer
+    images than in the original: per-example agreement is 100% only when the
+    prefix is the whole evaluation.
     """
     claimed = EvaluationResult.from_json(result_path)
     ev = claimed.evaluation
@@ -85,4 +90,4 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
     claim = ev.robust_accuracy
     consistent = 100 * low - 1e-9 <= claim <= 100 * high + 1e-9
     return VerifyReport(str(result_path), claim, n, k, 100.0 * k / n, (100 * low, 100 * high), confidence,
-                        "Clopper-Pearson", agree, consistent)
+                        "Clopper-Pearson", agree, consistent, fresh.evaluation.numerics)
