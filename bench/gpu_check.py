@@ -102,8 +102,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     c = Check(work, args.device)
     py = sys.executable
-    n, batch = ("64", "32") if args.quick else ("500", "250")
-    smoke = ["--n-iter", "3"] if args.quick else []
+    n, batch = ("32", "16") if args.quick else ("500", "250")
+    smoke = ["--n-iter", "3", "--version", "custom", "--attacks", "apgd-ce,apgd-t"] if args.quick else []
     n_iter = 3 if args.quick else None
     common = ["cifar10-linf-tiny", "--n-examples", n, "--batch-size", batch, *smoke]
     print(f"gpu_check on {args.device}, writing to {work}", flush=True)
@@ -193,8 +193,8 @@ def main() -> None:
     c.step("6 SIGKILL mid-run, --resume", kill_resume)
 
     def register():
-        res = c.run(py, "-m", "training", "register", "run-a", "--name", "gpu-check-tiny", "--n-examples", "64",
-                    "--batch-size", "32", "--device", args.device, *smoke, "--no-progress", timeout=600)
+        res = c.run(py, "-m", "training", "register", "run-a", "--name", "gpu-check-tiny", "--n-examples", n,
+                    "--batch-size", batch, "--device", args.device, *smoke, "--no-progress", timeout=600)
         return res.returncode == 0, (res.stdout or res.stderr).strip().splitlines()[-1]
     c.step("7 score-train register", register)
 
