@@ -125,6 +125,10 @@ def test_a_robustbench_named_entry_is_a_full_timm_model_with_the_zoo_weights(hub
     assert finetune.pretrained_cfg["file"].endswith("model.safetensors")
     with pytest.raises(ConfigError, match="a cifar10 model, not cifar100"):
         timm.create_model(TIMM_RB_NAME, dataset="cifar100")
+    save_tiny(tmp_path / "local", seed=1)                  # a local copy that is not the pinned weights
+    add_user_entry(dataclasses.replace(get_entry("rb-tiny"), local_dir=str(tmp_path / "local")))
+    with pytest.raises(IntegrityError, match=f"expected {digest}"):
+        timm.create_model(TIMM_RB_NAME, pretrained=True)
 
 
 def test_other_robustbench_names_fall_through_to_robustbench(tmp_path):

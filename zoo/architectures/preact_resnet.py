@@ -38,11 +38,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(TimmModel):
-    """PreAct ResNet for images in [0, 1] (32x32 natively, any size >= 8x8), normalised inside the model.
-
-    ``num_classes=0`` gives no classifier (the model returns pooled features);
-    ``global_pool`` is 'avg', 'max' or '' (none), ``drop_rate`` the dropout before the classifier.
-    """
+    """PreAct ResNet for images in [0, 1] (32x32 natively), normalised inside; head arguments as ``TimmModel``'s."""
 
     FIRST_CONV = "conv1"
     CLASSIFIER = "linear"

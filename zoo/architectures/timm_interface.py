@@ -101,6 +101,11 @@ class TimmModel(nn.Module):
     ``FINAL_REDUCTION`` (input size / size of the final feature map),
     ``FEATURE_CFG`` (how timm's feature wrappers walk the model) and
     ``GROUP_MATCHER`` (fine, coarse: timm's parameter groups).
+
+    Head arguments, as timm spells them: ``num_classes`` (0: no classifier, the
+    model returns pooled features), ``global_pool`` ('avg', 'max', '' for none:
+    then the model returns the map) and ``drop_rate`` (dropout before the classifier).
+    Any input of at least 8x8 runs: the pooling adapts to the map.
     """
 
     FIRST_CONV = ""
@@ -132,7 +137,7 @@ class TimmModel(nn.Module):
         return getattr(self, self.CLASSIFIER)
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """A new head of ``num_classes`` outputs (0: none, the model returns pooled features), optionally new pooling."""
+        """A new head of ``num_classes`` outputs (0: none, the model returns pooled features), maybe new pooling."""
         self._set_head(num_classes, self.global_pool.pool_type if global_pool is None else global_pool)
 
     @torch.jit.ignore

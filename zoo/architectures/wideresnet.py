@@ -63,11 +63,7 @@ class _BlockGroup(nn.Module):
 
 
 class WideResNet(TimmModel):
-    """WRN-depth-width for images in [0, 1] (32x32 natively, any size >= 8x8), normalised inside the model.
-
-    ``num_classes=0`` gives no classifier (the model returns pooled features);
-    ``global_pool`` is 'avg', 'max' or '' (none), ``drop_rate`` the dropout before the classifier.
-    """
+    """WRN-depth-width for images in [0, 1] (32x32 natively), normalised inside; head arguments as ``TimmModel``'s."""
 
     FIRST_CONV = "init_conv"
     CLASSIFIER = "logits"
