@@ -4,6 +4,7 @@ Identical to RobustBench's ``PreActResNet(PreActBlock, [2, 2, 2, 2],
 bn_before_fc=True, out_shortcut=True)``: same parameter names and logits.
 Any input of at least 8x8 works (global pooling adapts to the map); timm's
 interface comes from ``TimmModel``.
+No ``from __future__ import annotations``: TorchScript reads the type hints.
 """
 
 from typing import Sequence

@@ -5,6 +5,7 @@ The module layout and parameter names are those of RobustBench's
 ``strict=True`` and give the same logits. Input normalisation is part of the
 model: it takes images in [0, 1]. Any input of at least 8x8 works (global
 pooling adapts to the map); timm's interface comes from ``TimmModel``.
+No ``from __future__ import annotations``: TorchScript reads the type hints.
 """
 
 import math
