@@ -7,22 +7,36 @@ import zoo
 from zoo.errors import UnknownNameError
 
 
-@pytest.mark.parametrize("depth,width", [(28, 10), (16, 2)])
-def test_wideresnet_matches_robustbench_dmwideresnet(depth, width):
+def _robustbench_wrn(depth, width, activation_fn):
     torch.manual_seed(0)
-    reference = DMWideResNet(num_classes=10, depth=depth, width=width, activation_fn=Swish)
+    reference = DMWideResNet(num_classes=10, depth=depth, width=width, activation_fn=activation_fn)
     # Non-trivial BatchNorm statistics, so eval-mode logits exercise every buffer.
     for m in reference.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-    reference.eval()
+    return reference.eval()
+
+
+@pytest.mark.parametrize("depth,width", [(28, 10), (16, 2)])
+def test_wideresnet_matches_robustbench_dmwideresnet(depth, width):
+    reference = _robustbench_wrn(depth, width, Swish)
     model = zoo.create_model(f"wrn-{depth}-{width}-swish", dataset="cifar10").eval()
     model.load_state_dict(reference.state_dict(), strict=True)
     assert list(model.state_dict()) == list(reference.state_dict())
     x = torch.rand(3, 3, 32, 32)
-    with torch.no_grad():
+    with torch.no_grad():   # RobustBench's Swish is its own autograd x * sigmoid(x); the zoo's is nn.SiLU
         torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,activation_fn", [("wrn-16-2-swish", torch.nn.SiLU), ("wrn-10-1", torch.nn.ReLU)])
+def test_wideresnet_logits_are_bit_identical_to_dmwideresnet_with_the_same_activation(arch, activation_fn):
+    reference = _robustbench_wrn(int(arch.split("-")[1]), int(arch.split("-")[2]), activation_fn)
+    model = zoo.create_model(arch).eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
 
 
 def test_relu_wideresnet_and_cifar100_normalisation_match_robustbench():
@@ -44,7 +58,7 @@ def test_preact_resnet18_matches_robustbench_preactresnet():
     model.load_state_dict(reference.state_dict(), strict=True)
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), reference((x - model.mean) / model.std), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model(x), reference(model.normalize(x)), rtol=0, atol=0)
 
 
 def test_named_architectures_build_with_num_classes():

@@ -104,6 +104,33 @@ def test_robustbench_signature_loads_zoo_entries_and_robustbench_names(hub, tmp_
         harness.load_model("Pang2022Robustnes_WRN28_10")
 
 
+def test_a_robustbench_named_entry_is_a_full_timm_model_with_the_zoo_weights(hub, tmp_path):
+    model, digest = save_tiny(tmp_path / "tiny")
+    entry = tiny_entry(name="rb-tiny", origin={"robustbench_name": RB_NAME})
+    add_user_entry(dataclasses.replace(entry, **publish(entry, tmp_path / "tiny", "org/rb").entry_update))
+    register_timm_models()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(logits(timm.create_model(TIMM_RB_NAME, pretrained=True)), logits(model),
+                                   rtol=0, atol=0)
+        pooled = model.forward_head(model.forward_features(X), pre_logits=True)
+        backbone = timm.create_model(TIMM_RB_NAME, pretrained=True, num_classes=0).eval()
+        torch.testing.assert_close(backbone(X), pooled, rtol=0, atol=0)
+        maps = timm.create_model(TIMM_RB_NAME, pretrained=True, features_only=True, out_indices=(-1,)).eval()(X)
+        torch.testing.assert_close(maps[-1], model.forward_intermediates(X, indices=1, intermediates_only=True)[0],
+                                   rtol=0, atol=0)
+    finetune = timm.create_model(TIMM_RB_NAME, pretrained=True, num_classes=4)
+    assert finetune.get_classifier().out_features == 4
+    torch.testing.assert_close(finetune.init_conv.weight, model.init_conv.weight, rtol=0, atol=0)
+    assert finetune.pretrained_cfg["file"].endswith("model.safetensors")
+    with pytest.raises(ConfigError, match="a cifar10 model, not cifar100"):
+        timm.create_model(TIMM_RB_NAME, dataset="cifar100")
+    save_tiny(tmp_path / "local", seed=1)                  # a local copy that is not the pinned weights
+    add_user_entry(dataclasses.replace(get_entry("rb-tiny"), local_dir=str(tmp_path / "local")))
+    with pytest.raises(IntegrityError, match=f"expected {digest}"):
+        timm.create_model(TIMM_RB_NAME, pretrained=True)
+
+
 def test_other_robustbench_names_fall_through_to_robustbench(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

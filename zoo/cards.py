@@ -366,8 +366,10 @@ def render_card(entry: Entry, evaluations: list[dict] | None = None) -> str:
 
 
 def default_cards_dir() -> Path:
-    """The repository's ``model_cards/`` folder (beside the ``zoo`` package)."""
-    return Path(__file__).resolve().parent.parent / CARDS_DIR_NAME
+    """The repository's ``model_cards/`` (beside the ``zoo`` package) in a source checkout; once installed
+    (no pyproject.toml beside the package), ``model_cards/`` in the current directory, never site-packages."""
+    checkout = Path(__file__).resolve().parent.parent
+    return (checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()) / CARDS_DIR_NAME
 
 
 def write_card(entry: Entry, out_dir: str | os.PathLike | None = None, evaluations: list[dict] | None = None) -> Path:

@@ -246,7 +246,7 @@ def study_cmd(out, names, description, data_note, evaluations_dir):
 @click.option("--eval", "eval_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="Extra evaluation result JSON to include (repeatable).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for NAME.md (default: the repository's model_cards/).")
+              help="Folder for NAME.md (default: the repository's model_cards/; ./model_cards when installed).")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the card instead of writing it.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a card file differs from its entry.")
 def card_cmd(name, all_entries, eval_files, out_dir, to_stdout, check):

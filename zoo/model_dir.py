@@ -68,8 +68,8 @@ def read_config(model_dir: str | os.PathLike) -> dict:
     return config
 
 
-def load_weights(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """Load a safetensors file, checking its sha256 first when one is given."""
+def check_weights(path: str | os.PathLike, expected_sha256: str | None = None) -> Path:
+    """Return the weights file ``path`` once it exists and, when one is given, has ``expected_sha256``."""
     from .errors import IntegrityError
 
     path = Path(path)
@@ -79,6 +79,12 @@ def load_weights(path: str | os.PathLike, expected_sha256: str | None = None) ->
         actual = sha256_file(path)
         if actual != expected_sha256:
             raise IntegrityError(f"{path} has sha256 {actual}, expected {expected_sha256}: the file is corrupt or was replaced")
+    return path
+
+
+def load_weights(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file, checking its sha256 first when one is given."""
+    path = check_weights(path, expected_sha256)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:

@@ -7,14 +7,16 @@ It may be called again after registry changes; it adds:
 
 - every named architecture and the architecture of every registry entry under
   its timm name (``wrn-28-10-swish`` -> ``wrn_28_10_swish``), with a default
-  pretrained config of input_size (3, 32, 32) and identity mean/std:
-  normalisation is inside the model, so timm's data config must not normalise
-  again. ``model_args`` ``dataset`` picks the normalisation (default cifar10),
-  ``num_classes`` the head (default 10).
+  pretrained config of input_size (3, 32, 32), any size allowed, and identity
+  mean/std: normalisation is inside the model, so timm's data config must not
+  normalise again. ``model_args`` ``dataset`` picks the normalisation (default
+  cifar10), ``num_classes`` the head (default 10); ``global_pool``,
+  ``drop_rate``, ``features_only`` / ``out_indices`` / ``feature_cls`` work as
+  for timm's own models.
 - every published entry with a RobustBench name under the name robustbench's
   ``load_model`` asks timm for, ``{name.lower().replace('-', '_')}_{dataset}_{threat}``
-  (``pang2022robustness_wrn28_10_cifar10_linf``): ``pretrained=True`` returns
-  the zoo's Hub weights through ``zoo.load_model`` (sha256-checked).
+  (``pang2022robustness_wrn28_10_cifar10_linf``): ``pretrained=True`` loads
+  the zoo's weights (located as ``zoo.load_model`` does, sha256-checked).
 
 ``timm_config`` turns a model directory's config.json into the form that
 ``timm.create_model("hf-hub:ORG/NAME", pretrained=True)`` reads.
@@ -30,10 +32,11 @@ import warnings
 import torch.nn as nn
 import wrapt
 
-from .architectures import KNOWN_ARCHITECTURES, canonical_architecture, create_model
+from .architectures import KNOWN_ARCHITECTURES, architecture_class, canonical_architecture, create_model
 from .datasets_meta import CLASS_NAMES, NUM_CLASSES
-from .errors import ScoreZooError
-from .registry import Entry, builtin_entries, list_entries
+from .errors import ConfigError, ScoreZooError
+from .model_dir import WEIGHTS_NAME, check_weights
+from .registry import Entry, builtin_entries, get_entry, list_entries
 from .timm_compat import ensure_timm_hub
 
 ensure_timm_hub()  # timm's Hub support, whether timm is imported after zoo or was before (then reloaded)
@@ -60,12 +63,19 @@ def robustbench_timm_name(entry: Entry) -> str | None:
     return f"{name.lower().replace('-', '_')}_{dataset.lower()}_{threat.lower()}"
 
 
+NATIVE_SIZE = 32        # the CIFAR / SVHN image size the zoo's models are trained on
+MIN_SIZE = 8            # the smallest input the zoo promises (and tests) for every architecture
+
+
 def pretrained_cfg(arch: str, num_classes: int = 10, **extra) -> dict:
-    """timm's pretrained config of a zoo architecture: 32x32 inputs, identity mean/std, its head and stem."""
-    wrn = canonical_architecture(arch).startswith("wrn-")
-    return {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
-            "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "num_classes": num_classes,
-            "first_conv": "init_conv" if wrn else "conv1", "classifier": "logits" if wrn else "linear", **extra}
+    """timm's pretrained config of a zoo architecture: 32x32 inputs (any size >= 8x8 runs), identity
+    mean/std, the final map's size at 32x32 (``pool_size``), its stem and head modules."""
+    cls = architecture_class(arch)
+    pool = NATIVE_SIZE // cls.FINAL_REDUCTION
+    return {"input_size": (3, NATIVE_SIZE, NATIVE_SIZE), "min_input_size": (3, MIN_SIZE, MIN_SIZE),
+            "fixed_input_size": False, "pool_size": (pool, pool), "interpolation": "bilinear", "crop_pct": 1.0,
+            "crop_mode": "center", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "num_classes": num_classes,
+            "first_conv": cls.FIRST_CONV, "classifier": cls.CLASSIFIER, **extra}
 
 
 def timm_config(config: dict) -> dict:
@@ -83,37 +93,40 @@ def timm_config(config: dict) -> dict:
     return out
 
 
-def _build_architecture(arch: str, num_classes: int | None = None, in_chans: int = 3,
-                        dataset: str = "cifar10") -> nn.Module:
+def _build_architecture(arch: str, num_classes: int | None = None, in_chans: int = 3, **kwargs) -> nn.Module:
     if in_chans != 3:
         raise ValueError(f"{arch} takes RGB images (in_chans=3), got in_chans={in_chans}")
-    return create_model(arch, num_classes=num_classes, dataset=dataset)
+    return create_model(arch, num_classes=num_classes, **kwargs)
+
+
+def _build(arch: str, name: str, pretrained: bool, **kwargs) -> nn.Module:
+    """timm's ``build_model_with_cfg`` over a zoo architecture: pretrained loading, ``features_only`` wrappers."""
+    from timm.models import build_model_with_cfg
+
+    return build_model_with_cfg(functools.partial(_build_architecture, arch), name, pretrained,
+                                feature_cfg=dict(architecture_class(arch).FEATURE_CFG), **kwargs)
 
 
 def _architecture_entrypoint(arch: str, name: str):
     def entrypoint(pretrained: bool = False, **kwargs) -> nn.Module:
-        from timm.models import build_model_with_cfg
-
-        return build_model_with_cfg(functools.partial(_build_architecture, arch), name, pretrained, **kwargs)
+        return _build(arch, name, pretrained, **kwargs)
 
     entrypoint.__doc__ = f"SCORE Zoo architecture {arch} (inputs in [0, 1]; normalisation inside the model)."
     return entrypoint
 
 
 def _entry_entrypoint(name: str):
-    def entrypoint(pretrained: bool = False, num_classes: int | None = None, in_chans: int = 3,
-                   pretrained_cfg=None, pretrained_cfg_overlay=None, **kwargs) -> nn.Module:
-        from . import load_model
-        from .registry import get_entry
+    def entrypoint(pretrained: bool = False, **kwargs) -> nn.Module:
+        from . import resolve_model_dir
 
         entry = get_entry(_ENTRY_OF[name])
-        if num_classes not in (None, entry.num_classes) or in_chans != 3 or kwargs:
-            raise ValueError(f"{name} is the zoo entry {entry.name} ({entry.num_classes} classes, RGB); it takes "
-                             f"no other num_classes, in_chans or arguments ({sorted(kwargs)})")
-        model = (load_model(entry.name) if pretrained
-                 else create_model(entry.architecture, num_classes=entry.num_classes, dataset=entry.dataset))
-        model.pretrained_cfg = _entry_cfg(entry, name)
-        return model
+        if kwargs.setdefault("dataset", entry.dataset) != entry.dataset:
+            raise ConfigError(f"{name} is the zoo entry {entry.name}, a {entry.dataset} model, not {kwargs['dataset']}")
+        if pretrained:   # the zoo's weights, found and sha256-checked as zoo.load_model does, loaded by timm
+            model_dir, sha256 = resolve_model_dir(entry.name)
+            weights = check_weights(model_dir / WEIGHTS_NAME, sha256)
+            kwargs["pretrained_cfg_overlay"] = {**(kwargs.get("pretrained_cfg_overlay") or {}), "file": str(weights)}
+        return _build(entry.architecture, name, pretrained, **kwargs)
 
     entrypoint.__doc__ = "A published SCORE Zoo entry under its RobustBench name (weights sha256-checked)."
     return entrypoint
@@ -147,18 +160,21 @@ def _entries() -> list[Entry]:
         return builtin_entries()
 
 
-def register_timm_models() -> list[str]:
+def register_timm_models(*architectures: str) -> list[str]:
     """Register the zoo's architectures and RobustBench-named published entries with timm.
 
-    Idempotent; returns the names added by this call. A name timm already knows
-    from elsewhere is left alone, with a warning. Imports timm.
+    ``architectures`` adds more (any ``wrn-D-W[-swish]``: ``register_timm_models("wrn-40-2")``
+    makes ``wrn_40_2`` a timm model). Idempotent; returns the names added by this
+    call. A name timm already knows from elsewhere is left alone, with a warning.
+    Imports timm.
     """
+    asked = [canonical_architecture(arch) for arch in architectures]   # an invalid name is an error here
     with warnings.catch_warnings():  # timm 1.0.9's model modules use the deprecated torch.jit.interface
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
         from timm.models import is_model
     entries = _entries()
     wanted: dict[str, tuple] = {}  # name -> (entrypoint factory, default pretrained cfg)
-    for arch in list(KNOWN_ARCHITECTURES) + [e.architecture for e in entries]:
+    for arch in list(KNOWN_ARCHITECTURES) + asked + [e.architecture for e in entries]:
         try:
             name = timm_name(arch)
         except ScoreZooError:

@@ -1,35 +1,37 @@
-"""``autoattack`` import name, adapted onto the ``pyautoattack`` distribution.
+"""``import autoattack`` for robustbench, served only when no real AutoAttack is installed.
 
-robustbench 1.1.1 imports ``autoattack`` (the GitHub package, not on PyPI) and
-calls it with the old API: ``AutoAttack(model, norm=, eps=, version=,
-device=, log_path=)`` and ``run_standard_evaluation(x, y, bs=, state_path=)``
-returning only ``x_adv``. This adapter maps that API onto pyautoattack 0.2 so
-a clean install can ``import robustbench``.
+robustbench 1.1.1 imports ``autoattack`` (AutoAttack's GitHub package, which is
+not on PyPI). SCORE Zoo installs no top-level ``autoattack``: this module
+(installed as ``_score_zoo_autoattack``) holds an adapter over the
+``pyautoattack`` distribution in ``autoattack/`` and a finder that serves it
+under the name ``autoattack``. The finder sits at the end of ``sys.meta_path``
+(``score_zoo_autoattack.pth`` installs it at interpreter start-up), so it answers
+only when every other finder has failed: an installed AutoAttack always wins,
+and neither package overwrites the other's files.
+
+Kept free of heavy imports: it runs at the start of every interpreter.
 """
 
-from __future__ import annotations
+import importlib.util
+import os
+import sys
 
-from pathlib import Path
-
-from pyautoattack import AutoAttack as _PyAutoAttack
-from pyautoattack import __version__ as pyautoattack_version  # noqa: F401
-
-
-class AutoAttack(_PyAutoAttack):
-    """The GitHub ``autoattack.AutoAttack`` signature over pyautoattack."""
-
-    def __init__(self, model, norm="Linf", eps=0.3, seed=None, verbose=True, attacks_to_run=(),
-                 version="standard", is_tf_model=False, device="cuda", log_path=None):
-        super().__init__(model, norm=norm, eps=eps, seed=0 if seed is None else seed,
-                         version=version, device=device,
-                         attacks=list(attacks_to_run) if version == "custom" else None)
-        self.verbose = verbose
-
-    def run_standard_evaluation(self, x_orig, y_orig, bs=250, return_labels=False, state_path=None):
-        x_adv, y_adv = super().run_standard_evaluation(
-            x_orig.contiguous(), y_orig.contiguous(), batch_size=bs,
-            state_path=Path(state_path) if state_path is not None else None)
-        return (x_adv, y_adv) if return_labels else x_adv
+NAME = "autoattack"
+ADAPTER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), NAME)
 
 
-__all__ = ["AutoAttack"]
+class AdapterFinder:
+    """A meta path finder for the top-level name ``autoattack`` only (its submodules follow its ``__path__``)."""
+
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        if fullname != NAME:
+            return None
+        return importlib.util.spec_from_file_location(
+            NAME, os.path.join(ADAPTER_DIR, "__init__.py"), submodule_search_locations=[ADAPTER_DIR])
+
+
+def install() -> None:
+    """Append the adapter's finder to ``sys.meta_path`` (once)."""
+    if AdapterFinder not in sys.meta_path:
+        sys.meta_path.append(AdapterFinder)

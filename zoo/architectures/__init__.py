@@ -6,6 +6,7 @@ Names:
 - ``preact-resnet-18``.
 
 timm's spelling (underscores: ``wrn_28_10_swish``) names the same models.
+Every architecture has timm's model interface (``timm_interface.TimmModel``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch.nn as nn
 from ..datasets_meta import MEAN_STD, NUM_CLASSES, check_dataset
 from ..errors import UnknownNameError, close_matches_hint
 from .preact_resnet import PreActResNet
+from .timm_interface import TimmModel
 from .wideresnet import WideResNet
 
 # The names listed by ``list_architectures``; any wrn-D-W[-swish] is accepted.
@@ -59,19 +61,30 @@ def canonical_architecture(arch: str) -> str:
     )
 
 
-def create_model(arch: str, num_classes: int | None = None, dataset: str = "cifar10") -> nn.Module:
+def architecture_class(arch: str) -> type[TimmModel]:
+    """The model class an architecture name builds (its class attributes describe it to timm)."""
+    return WideResNet if _WRN.match(canonical_architecture(arch)) else PreActResNet
+
+
+def create_model(arch: str, num_classes: int | None = None, dataset: str = "cifar10", global_pool: str = "avg",
+                 drop_rate: float = 0.0) -> nn.Module:
     """Build an untrained model by architecture name, normalising for ``dataset``.
 
-    ``num_classes`` defaults to the dataset's number of classes.
+    ``num_classes`` defaults to the dataset's number of classes (0: no classifier,
+    the model returns pooled features); ``global_pool`` ('avg', 'max', '' for none)
+    and ``drop_rate`` are timm's.
     """
     name = canonical_architecture(arch)
     dataset = check_dataset(dataset)
     num_classes = NUM_CLASSES[dataset] if num_classes is None else int(num_classes)
     mean, std = MEAN_STD[dataset]
+    head = {"global_pool": global_pool, "drop_rate": drop_rate}
     m = _WRN.match(name)
     if m:
-        return WideResNet(num_classes, int(m.group(1)), int(m.group(2)), m.group(3) or "relu", mean, std)
-    return PreActResNet((2, 2, 2, 2), num_classes, mean, std)
+        depth, width, activation = int(m.group(1)), int(m.group(2)), m.group(3) or "relu"
+        return WideResNet(num_classes, depth, width, activation, mean, std, **head)
+    return PreActResNet((2, 2, 2, 2), num_classes, mean, std, **head)
 
 
-__all__ = ["canonical_architecture", "create_model", "list_architectures", "WideResNet", "PreActResNet", "KNOWN_ARCHITECTURES"]
+__all__ = ["architecture_class", "canonical_architecture", "create_model", "list_architectures", "TimmModel",
+           "WideResNet", "PreActResNet", "KNOWN_ARCHITECTURES"]

@@ -3,10 +3,10 @@
 The module layout and parameter names are those of RobustBench's
 ``DMWideResNet``, so SCORE and RobustBench checkpoints load with
 ``strict=True`` and give the same logits. Input normalisation is part of the
-model: it takes images in [0, 1].
+model: it takes images in [0, 1]. Any input of at least 8x8 works (global
+pooling adapts to the map); timm's interface comes from ``TimmModel``.
+No ``from __future__ import annotations``: TorchScript reads the type hints.
 """
-
-from __future__ import annotations
 
 import math
 from typing import Sequence
@@ -15,11 +15,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .timm_interface import Normalize, TimmModel, checkpoint_blocks
+
 BN_MOMENTUM = 0.01
 
 
 class _Block(nn.Module):
-    """Pre-activation block with "SAME"-style padding before its first conv."""
+    """Pre-activation block with TensorFlow "SAME" padding before its first conv."""
 
     def __init__(self, in_planes: int, out_planes: int, stride: int, activation_fn):
         super().__init__()
@@ -29,21 +31,24 @@ class _Block(nn.Module):
         self.batchnorm_1 = nn.BatchNorm2d(out_planes, momentum=BN_MOMENTUM)
         self.relu_1 = activation_fn()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
-        self.has_shortcut = in_planes != out_planes
+        # The projection shortcut starts from the activated input, the identity from the block input.
         self.shortcut = (
             nn.Conv2d(in_planes, out_planes, 1, stride=stride, padding=0, bias=False)
-            if self.has_shortcut else None
+            if in_planes != out_planes else None
         )
         self._stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu_0(self.batchnorm_0(x))
-        if self.has_shortcut:
-            x = out
-        pad = (1, 1, 1, 1) if self._stride == 1 else (0, 1, 0, 1)
+        if self.shortcut is not None:
+            x = self.shortcut(out)
+        if self._stride == 1:
+            pad = [1, 1, 1, 1]
+        else:   # TensorFlow's "SAME" for a 3x3 stride-2 conv: (0, 1) on even sizes (RobustBench's), (1, 1) on odd
+            pad = [out.shape[-1] % 2, 1, out.shape[-2] % 2, 1]
         out = self.conv_0(F.pad(out, pad))
         out = self.conv_1(self.relu_1(self.batchnorm_1(out)))
-        return (self.shortcut(x) if self.has_shortcut else x) + out
+        return x + out
 
 
 class _BlockGroup(nn.Module):
@@ -58,8 +63,19 @@ class _BlockGroup(nn.Module):
         return self.block(x)
 
 
-class WideResNet(nn.Module):
-    """WRN-depth-width for 32x32 inputs in [0, 1], normalised inside the model."""
+class WideResNet(TimmModel):
+    """WRN-depth-width for images in [0, 1] (32x32 natively), normalised inside; head arguments as ``TimmModel``'s."""
+
+    FIRST_CONV = "init_conv"
+    CLASSIFIER = "logits"
+    FINAL_NORM = ("batchnorm", "relu")
+    FINAL_REDUCTION = 4
+    # The stages sit one Sequential deep (layer.0, layer.1, layer.2); stem + 3 stages.
+    FEATURE_CFG = {"flatten_sequential": True, "out_indices": (0, 1, 2, 3)}
+    GROUP_MATCHER = (
+        {"stem": r"^init_conv\.", "blocks": [(r"^layer\.(\d+)\.block\.(\d+)\.", None), (r"^batchnorm\.", (99999,))]},
+        {"stem": r"^init_conv\.", "blocks": [(r"^layer\.(\d+)\.", None), (r"^batchnorm\.", (99999,))]},
+    )
 
     def __init__(
         self,
@@ -69,6 +85,8 @@ class WideResNet(nn.Module):
         activation: str = "swish",
         mean: Sequence[float] = (0.4914, 0.4822, 0.4465),
         std: Sequence[float] = (0.2471, 0.2435, 0.2616),
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
     ):
         super().__init__()
         if (depth - 4) % 6 != 0 or depth < 10:
@@ -76,9 +94,8 @@ class WideResNet(nn.Module):
         activation_fn = {"swish": nn.SiLU, "relu": nn.ReLU}[activation]
         channels = [16, 16 * width, 32 * width, 64 * width]
         num_blocks = (depth - 4) // 6
-        # Non-persistent: the state dict stays identical to RobustBench's DMWideResNet.
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        # Non-persistent statistics: the state dict stays identical to RobustBench's DMWideResNet.
+        self.normalize = Normalize(mean, std)
         self.init_conv = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
         self.layer = nn.Sequential(
             _BlockGroup(num_blocks, channels[0], channels[1], 1, activation_fn),
@@ -87,8 +104,10 @@ class WideResNet(nn.Module):
         )
         self.batchnorm = nn.BatchNorm2d(channels[3], momentum=BN_MOMENTUM)
         self.relu = activation_fn()
-        self.logits = nn.Linear(channels[3], num_classes)
-        self.num_channels = channels[3]
+        reductions = (1, 1, 2, self.FINAL_REDUCTION)
+        modules = ("init_conv", "layer.0", "layer.1", "layer.2")
+        self.feature_info = [dict(num_chs=c, reduction=r, module=m) for c, r, m in zip(channels, reductions, modules)]
+        self._init_head(channels[3], num_classes, global_pool, drop_rate)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -103,9 +122,19 @@ class WideResNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.init_conv((x - self.mean) / self.std)
-        out = self.layer(out)
-        out = self.relu(self.batchnorm(out))
-        out = F.avg_pool2d(out, 8)
-        return self.logits(out.flatten(1))
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.batchnorm(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled feature map after the final norm and activation: (N, 64 * width, H / 4, W / 4)."""
+        x = self.init_conv(self.normalize(x))
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_blocks([group.block for group in self.layer], x)
+        else:
+            x = self.layer(x)
+        return self._final_norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool (and drop out) the feature map; the pooled features with ``pre_logits``, else the logits."""
+        x = self._pool(x)
+        return x if pre_logits else self.logits(x)
