@@ -26,6 +26,7 @@ import zoo
 from zoo import cards, registry
 from zoo.cli import main
 from zoo.fileio import sha256_file
+from zoo.mirror import build_mirrored_model
 from zoo.registry import get_entry, list_entries
 from zoo.robustbench_models import create_robustbench_model, robustbench_board, robustbench_model
 
@@ -235,6 +236,22 @@ def test_resume_after_sigkill_mid_bulk(env, tmp_path):
     assert len(hub.repos[f"org/{ENTRY[WRN]}"].commits) == commits
     reference = robustbench_reference(RESNEXT, models)
     torch.testing.assert_close(logits(zoo.load_model(ENTRY[RESNEXT])), logits(reference), rtol=0, atol=0)
+
+
+def test_robustbench_rules_for_a_last_and_best_checkpoint(tmp_path):
+    """Kireev2021Effectiveness checkpoints hold 'last' and 'best' (robustbench's loader takes 'last'), keys 'module.'."""
+    name = "Kireev2021Effectiveness_RLAT"                                     # PreActResNet-18
+    torch.manual_seed(0)
+    last, best = (create_robustbench_model(name, *BOARD).state_dict() for _ in range(2))
+    path = board_checkpoint(tmp_path, name)
+    path.parent.mkdir(parents=True)
+    torch.save({"last": {f"module.{k}": v for k, v in last.items()},
+                "best": {f"module.{k}": v for k, v in best.items()}}, path)
+    model, records = build_mirrored_model(name, *BOARD, [(path, robustbench_model(name, *BOARD)["gdrive_id"])])
+    assert records == [{"file": path.name, "gdrive_id": robustbench_model(name, *BOARD)["gdrive_id"],
+                        "sha256": sha256_file(path), "source": "model-dir"}] and not model.training
+    torch.testing.assert_close(logits(model), logits(robustbench_reference(name, tmp_path)), rtol=0, atol=0)
+    torch.testing.assert_close(model.state_dict()["linear.weight"], last["linear.weight"], rtol=0, atol=0)
 
 
 def test_a_checkpoint_that_needs_code_execution_is_refused_with_one_line(env, capfd):

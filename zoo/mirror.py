@@ -125,9 +125,9 @@ def find_model_info_dir(given: str | os.PathLike | None = None) -> ModelInfoTree
                 return ModelInfoTree(candidate, "given with --model-info-dir")
         raise ConfigError(f"--model-info-dir {given} is not RobustBench's model_info tree (no {'/'.join(_DATASET_FOLDERS)} "
                           "folders in it or in its model_info/)")
-    import robustbench
+    from importlib.util import find_spec
 
-    package = Path(robustbench.__file__).resolve().parent
+    package = Path(find_spec("robustbench").origin).resolve().parent   # found, not imported
     candidates = [package / "model_info", package.parent / "model_info"]
     for candidate in candidates:
         if _is_model_info_tree(candidate):
@@ -240,7 +240,29 @@ def load_robustbench_weights(targets: list[nn.Module], name: str, dataset: str, 
             raise CheckpointError(f"{path} does not fit RobustBench's definition of {name} ({first})") from None
 
 
+def build_mirrored_model(name: str, dataset: str, threat_model: str,
+                         files: list[tuple[Path, str]]) -> tuple[nn.Module, list[dict]]:
+    """Fetch the checkpoint files if needed, build RobustBench's definition and load them; return the model (eval
+    mode) and a record of each file (name, Drive id, sha256, where it came from)."""
+    sources = fetch_checkpoints(name, files)   # kept in the model folder: a rerun (after a fix) reuses them
+    model = create_robustbench_model(name, dataset, threat_model)
+    load_robustbench_weights(_load_targets(model, name, len(files)), name, dataset, [path for path, _ in files])
+    records = [{"file": path.name, "gdrive_id": gid, "sha256": sha256_file(path), "source": source}
+               for (path, gid), source in zip(files, sources)]
+    return model.eval(), records
+
+
 # --------------------------------------------------------------------- entries --
+
+
+def mirror_config(name: str, dataset: str, threat_model: str, info: dict, checkpoints: list[dict]) -> dict:
+    """config.json of a mirror: the RobustBench model, dataset and threat model it is rebuilt from, and its checkpoints."""
+    eps = info.get("eps")
+    return make_config(ARCHITECTURE_PREFIX + (info.get("architecture") or name), NUM_CLASSES[dataset], dataset,
+                       threat_model, parse_eps(eps) if eps else None,
+                       robustbench={"model": name, "dataset": dataset, "threat_model": threat_model},
+                       mirror={"of": "the authors' weights as RobustBench distributes them",
+                               "checkpoints": [{k: c[k] for k in ("file", "gdrive_id", "sha256")} for c in checkpoints]})
 
 
 def default_entry_name(name: str, dataset: str, threat_model: str) -> str:
@@ -333,20 +355,9 @@ def mirror_model(name: str, dataset: str, threat_model: str, options: MirrorOpti
         return MirrorOutcome(name, entry_name, "skipped", reason, existing.hub["repo_id"], existing.hub.get("revision"),
                              existing.sha256)
     info = read_model_info(options.model_info, name, dataset, threat_model)
-    sources = fetch_checkpoints(name, files)   # kept in the model folder: a rerun (after a fix) reuses them
-    model = create_robustbench_model(name, dataset, threat_model)
-    load_robustbench_weights(_load_targets(model, name, len(files)), name, dataset, [path for path, _ in files])
-    model.eval()
-    checkpoints = [{"file": path.name, "gdrive_id": gid, "sha256": sha256_file(path), "source": source}
-                   for (path, gid), source in zip(files, sources)]
-    eps = info.get("eps")
-    config = make_config(ARCHITECTURE_PREFIX + (info.get("architecture") or name), NUM_CLASSES[dataset], dataset,
-                         threat_model, parse_eps(eps) if eps else None,
-                         robustbench={"model": name, "dataset": dataset, "threat_model": threat_model},
-                         mirror={"of": "the authors' weights as RobustBench distributes them",
-                                 "checkpoints": [{k: c[k] for k in ("file", "gdrive_id", "sha256")} for c in checkpoints]})
+    model, checkpoints = build_mirrored_model(name, dataset, threat_model, files)
     folder = Path(options.out) / entry_name
-    digest = save_model_dir(model, folder, config, overwrite=True)
+    digest = save_model_dir(model, folder, mirror_config(name, dataset, threat_model, info, checkpoints), overwrite=True)
     if existing is not None and existing.published and existing.sha256 == digest and not options.force:
         return MirrorOutcome(name, entry_name, "skipped", f"the same weights (sha256 {digest[:12]}...) are already "
                              f"mirrored at {existing.hub['repo_id']}@{existing.hub.get('revision')}",
