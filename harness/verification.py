@@ -22,6 +22,12 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return low, high
 
 
+def consistent_with(claimed: float, k: int, n: int, confidence: float = 0.95) -> tuple[tuple[float, float], bool]:
+    """The Clopper-Pearson interval of k/n in percent, and whether the ``claimed`` percentage lies inside it."""
+    low, high = clopper_pearson(k, n, confidence)
+    return (100 * low, 100 * high), 100 * low - 1e-9 <= claimed <= 100 * high + 1e-9
+
+
 @dataclass
 class VerifyReport:
     """Outcome of ``verify``: percentages, the interval used and the verdict."""
@@ -85,9 +91,8 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
     new = fresh.evaluation.robust_flags()
     old = ev.robust_flags()[:n]
     k = sum(new)
-    low, high = clopper_pearson(k, n, confidence)
     agree = sum(a == b for a, b in zip(new, old)) / n if len(old) == n else float("nan")
     claim = ev.robust_accuracy
-    consistent = 100 * low - 1e-9 <= claim <= 100 * high + 1e-9
-    return VerifyReport(str(result_path), claim, n, k, 100.0 * k / n, (100 * low, 100 * high), confidence,
+    interval, consistent = consistent_with(claim, k, n, confidence)
+    return VerifyReport(str(result_path), claim, n, k, 100.0 * k / n, interval, confidence,
                         "Clopper-Pearson", agree, consistent, fresh.evaluation.numerics)

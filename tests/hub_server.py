@@ -29,7 +29,9 @@ Fault switches (``server.faults``), each a set of file paths unless noted:
 ``truncate`` (GET sends only half the body, with an honest Content-Length for
 that half, while HEAD announces the full size; for a ``static`` key: the full
 Content-Length, half the body, then the connection closes), ``error500`` (GET answers 500),
-and ``down`` (bool: every request answers 503). ``server.requests`` logs
+``hang`` (``static`` keys whose GET waits, without answering, until ``server.release``
+is set: a download that is in flight for certain), and ``down`` (bool: every request
+answers 503). ``server.requests`` logs
 ``(method, path)`` of every request, to assert that a warm cache makes none.
 """
 
@@ -89,7 +91,8 @@ class HubServer:
         self.token = token
         self.repos: dict[str, Repo] = {}
         self.static: dict[str, bytes] = {}
-        self.faults: dict = {"tamper": set(), "truncate": set(), "error500": set(), "down": False}
+        self.faults: dict = {"tamper": set(), "truncate": set(), "error500": set(), "hang": set(), "down": False}
+        self.release = threading.Event()
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
@@ -106,11 +109,12 @@ class HubServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
     def clear_faults(self) -> None:
-        self.faults.update(tamper=set(), truncate=set(), error500=set(), down=False)
+        self.faults.update(tamper=set(), truncate=set(), error500=set(), hang=set(), down=False)
 
     def create_repo(self, repo_id: str, private: bool = False) -> Repo:
         with self._lock:
@@ -199,6 +203,8 @@ def _make_handler(server: HubServer):
         def _static(self, key: str) -> None:
             data = server.static[key]
             content_type = "text/html; charset=utf-8" if data.lstrip()[:1] == b"<" else "application/octet-stream"
+            if key in server.faults["hang"] and self.command == "GET":
+                server.release.wait(timeout=120)
             if key in server.faults["truncate"] and self.command == "GET":
                 self.close_connection = True     # announce the full size, send half, hang up
                 self.send_response(200)

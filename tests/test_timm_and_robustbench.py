@@ -157,17 +157,21 @@ ROBUSTBENCH_SCRIPT = textwrap.dedent("""
     from robustbench.utils import load_model       # robustbench's own loader
     from zoo.errors import IntegrityError
 
-    out = {"registered": timm.is_model("%(timm_name)s")}
-    model = load_model("%(rb_name)s", model_dir=sys.argv[1], dataset="cifar10", threat_model="Linf")
+    model_dir, x, rb_name, dataset, threat_model, entry, timm_name, hub_repo = sys.argv[1:9]
+    x = torch.load(x)
+    out = {"registered": timm.is_model(timm_name)}
+    model = load_model(rb_name, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
     with torch.no_grad():
-        out["logits"] = model(torch.load(sys.argv[2])).tolist()
-    out["training"] = model.training
-    blob = zoo.resolve_model_dir("rb-tiny")[0] / "model.safetensors"
+        out["logits"] = model(x).tolist()
+        if hub_repo:                              # timm's own hf-hub loading of the published repository
+            out["timm_logits"] = timm.create_model("hf-hub:" + hub_repo, pretrained=True).eval()(x).tolist()
+    out["training"], out["class"] = model.training, type(model).__name__
+    blob = zoo.resolve_model_dir(entry)[0] / "model.safetensors"
     blob = blob.resolve()
     blob.chmod(0o644)
     blob.write_bytes(blob.read_bytes()[:-8] + bytes(8))   # the cached weights go bad
     try:
-        load_model("%(rb_name)s", model_dir=sys.argv[1], dataset="cifar10", threat_model="Linf")
+        load_model(rb_name, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
         out["tampered"] = "loaded"
     except IntegrityError as e:
         out["tampered"] = str(e)
@@ -175,16 +179,23 @@ ROBUSTBENCH_SCRIPT = textwrap.dedent("""
 """)
 
 
+def run_robustbench_load(model_dir, x, rb_name, dataset, threat_model, entry, timm_name, hub_repo="") -> dict:
+    """robustbench's own load_model (and, with ``hub_repo``, timm's hf-hub) in a fresh interpreter that imports zoo;
+    ``registered`` says whether timm knows ``timm_name``, the name robustbench asks it for."""
+    argv = [str(model_dir), str(x), rb_name, dataset, threat_model, entry, timm_name, hub_repo]
+    done = subprocess.run([sys.executable, "-c", ROBUSTBENCH_SCRIPT, *argv], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_robustbench_own_load_model_gets_the_zoo_hub_weights_through_timm(hub, tmp_path):
     model, digest = save_tiny(tmp_path / "tiny")
     entry = tiny_entry(name="rb-tiny", origin={"robustbench_name": RB_NAME})
     add_user_entry(dataclasses.replace(entry, **publish(entry, tmp_path / "tiny", "org/rb").entry_update))
     torch.save(X, tmp_path / "x.pt")
-    script = ROBUSTBENCH_SCRIPT % {"timm_name": TIMM_RB_NAME, "rb_name": RB_NAME}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "rb-models"), str(tmp_path / "x.pt")],
-                          capture_output=True, text=True, env=dict(os.environ), timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_robustbench_load(tmp_path / "rb-models", tmp_path / "x.pt", RB_NAME, "cifar10", "Linf", "rb-tiny",
+                               TIMM_RB_NAME)
     assert out["registered"] and out["training"] is False
     torch.testing.assert_close(torch.tensor(out["logits"]), logits(model), rtol=1e-6, atol=1e-6)
     assert f"expected {digest}" in out["tampered"] and "removed from the cache" in out["tampered"]
@@ -192,7 +203,8 @@ def test_robustbench_own_load_model_gets_the_zoo_hub_weights_through_timm(hub, t
 
 
 @pytest.mark.parametrize("code", [
-    "import sys, zoo; assert 'timm' not in sys.modules; import timm",   # zoo first: timm not imported by zoo
+    # zoo first: neither timm nor robustbench imported by zoo (nor by its mirror module)
+    "import sys, zoo, zoo.mirror; assert not {'timm', 'robustbench'} & set(sys.modules); import timm",
     "import timm, zoo",                                                 # timm first
 ])
 def test_zoo_models_are_in_timm_whichever_is_imported_first(code):

@@ -35,6 +35,11 @@ def on_hub(entry: Entry) -> bool:
     return bool(entry.hub.get("repo_id"))
 
 
+def mirror_of(entry: Entry) -> dict:
+    """What an entry mirroring a RobustBench checkpoint records about it (``origin.mirror``; {} for the others)."""
+    return entry.origin.get("mirror") or {}
+
+
 # --------------------------------------------------------------- evaluations --
 
 
@@ -156,6 +161,9 @@ def card_data(entry: Entry, evaluations: list[dict]) -> ModelCardData:
     """The Hub metadata (YAML front matter) of an entry's card."""
     tags = ["adversarial-robustness", "robustbench", "image-classification", "score", "safetensors",
             "score-zoo", entry.dataset, f"{entry.threat_model.lower()}-robustness", entry.architecture]
+    if mirror_of(entry):  # the authors' weights, not a SCORE model; tag the RobustBench architecture label
+        tags[3] = "robustbench-mirror"
+        tags[-1] = entry.architecture.split(":", 1)[-1].lower()
     if on_hub(entry):
         tags.insert(0, "timm")
     return ModelCardData(
@@ -197,7 +205,10 @@ def _interop_section(entry: Entry) -> list[str]:
     """timm (published entries) and RobustBench (entries RobustBench lists) snippets."""
     lines = []
     if on_hub(entry):
-        lines += ["With timm (importing `zoo` registers its architectures; timm does not check the sha256):", "",
+        how = ("registers the mirror under its RobustBench name; timm then gets the registry's pinned, "
+               "sha256-checked weights" if mirror_of(entry) else "registers its architectures; timm does not check "
+               "the sha256")
+        lines += [f"With timm (importing `zoo` {how}):", "",
                   "```python", "import timm", "import zoo  # noqa: F401", "",
                   f'model = timm.create_model("hf-hub:{entry.hub["repo_id"]}", pretrained=True).eval()', "```", ""]
     if entry.robustbench_id:
@@ -237,6 +248,44 @@ def _weights_section(entry: Entry) -> list[str]:
     return lines + [""]
 
 
+def _mirror_section(entry: Entry) -> list[str]:
+    """What a mirror is: the authors' weights as RobustBench distributes them, converted unchanged."""
+    mirror = mirror_of(entry)
+    if not mirror:
+        return []
+    name, dataset, threat = entry.robustbench_id
+    rep = entry.reported
+    files = ", ".join(f"`{c['file']}` (Google Drive id `{c['gdrive_id']}`, sha256 `{c['sha256']}`)"
+                      for c in mirror.get("checkpoints", []))
+    lines = ["## A mirror of the authors' weights", "",
+             f"These are the weights the authors released, as RobustBench distributes them (model `{name}`, "
+             f"{dataset}, {threat}), converted unchanged from RobustBench's checkpoint to safetensors. SCORE Zoo did "
+             "not train or modify them. The network is RobustBench's own model definition "
+             f"(robustbench {mirror.get('robustbench_version', '')}), so loading needs `robustbench` installed.", "",
+             f"- RobustBench checkpoint: {files}",
+             f"- RobustBench's figures (`model_info/{dataset}/{threat}/{name}.json`, full test set): clean "
+             f"{_acc(rep.get('clean_acc'))}%"
+             + "".join(f", {label} {_acc(rep[key])}%" for key, label in
+                       (("autoattack_acc", "AutoAttack"), ("external", "best known (external evaluation)"),
+                        ("corruptions_acc", "corruptions")) if rep.get(key) is not None),
+             f"- Additional training data: {'yes' if entry.additional_data else 'no'}"]
+    if entry.footnote:
+        lines.append(f"- RobustBench's footnote: {entry.footnote}")
+    if rep.get("unreliable"):
+        lines.append("- RobustBench marks this evaluation as unreliable.")
+    lines.append("- License: RobustBench records none; the authors' terms apply (see the paper's code release).")
+    check = mirror.get("clean_check")
+    if check:
+        data = data_problem(check) or f"the official test files ({check['data']['source']})"
+        verdict = "consistent with" if check["consistent"] else "NOT consistent with"
+        lines += ["", "Clean accuracy re-measured while mirroring: "
+                  f"{check['correct']}/{check['n_examples']} = {check['clean_acc']:.2f}% on the first "
+                  f"{check['n_examples']} test images ({data}); {check['confidence']:.0%} {check['method']} interval "
+                  f"[{check['interval'][0]:.2f}%, {check['interval'][1]:.2f}%], {verdict} RobustBench's "
+                  f"{check['reported_clean_acc']:.2f}%."]
+    return lines + [""]
+
+
 def _examples(rep: dict) -> str:
     """'10000', or '10000 / 1000' when clean and AutoAttack accuracy used different prefixes."""
     n, clean_n = rep.get("n_examples", "-"), rep.get("clean_n_examples")
@@ -255,7 +304,7 @@ def _results_section(entry: Entry, evaluations: list[dict]) -> list[str]:
              "| source | dataset | threat model | examples (clean / AA) | clean (%) | AutoAttack (%) |",
              "|---|---|---|---|---|---|",
              f"| {rep.get('by', 'reported')} | {_test_name(entry, data_problem(backing) if backing else None)} | "
-             f"{entry.threat_model} {entry.eps} | {_examples(rep)} | {_acc(rep.get('clean_acc'))} | "
+             f"{entry.threat_model} {entry.eps}".rstrip() + f" | {_examples(rep)} | {_acc(rep.get('clean_acc'))} | "
              f"{_acc(rep.get('autoattack_acc'))} |"]
     for result in evaluations:
         s = summarize_evaluation(result, entry)
@@ -312,6 +361,7 @@ def render_body(entry: Entry, evaluations: list[dict]) -> str:
     if src.get("title"):
         lines += [f"From *{src['title']}* ({src.get('authors', '')}, {src.get('venue', '')})"
                   + (f", {src['link']}" if src.get("link") else "") + ".", ""]
+    lines += _mirror_section(entry)
     lines += [
         "## Use", "",
         "```bash", f"score-zoo load {entry.name}", "```", "",
@@ -328,7 +378,7 @@ def render_body(entry: Entry, evaluations: list[dict]) -> str:
     lines += _weights_section(entry)
     lines += _results_section(entry, evaluations)
     lines += _study_section(entry)
-    lines += [
+    lines += [] if not entry.eps else [  # an Lp threat model (RobustBench's corruptions have no eps)
         "## Evaluation protocol", "",
         f"AutoAttack (standard version: APGD-CE, APGD-T, FAB-T, Square) under the {entry.threat_model} threat model "
         f"with eps = {entry.eps}, on the first N images of the {ds} test set in their original order "
@@ -345,14 +395,18 @@ def render_body(entry: Entry, evaluations: list[dict]) -> str:
         if entry.footnote:
             lines += ["", entry.footnote]
         lines.append("")
+    budget = f"{entry.threat_model} perturbations of size {entry.eps}" if entry.eps else entry.threat_model
     lines += [
         "## Limitations", "",
-        f"- Robustness is measured only for {entry.threat_model} perturbations of size {entry.eps} on {ds}-sized "
+        f"- Robustness is measured only for {budget} on {ds}-sized "
         "32x32 images; it says nothing about other threat models, larger budgets or distribution shift.",
+    ] + ([] if not entry.eps else [
         "- AutoAttack accuracy is an empirical upper bound on robust accuracy, not a certificate.",
         "- Clean accuracy is below that of standard (non-robust) training.",
+    ]) + [
         f"- The model expects unnormalised RGB inputs in [0, 1]; it was trained on {ds}"
-        + (" plus generated images." if entry.additional_data or "generated_data" in entry.recipe else "."),
+        + (" plus generated images." if "generated_data" in entry.recipe
+           else " plus additional data (see the paper)." if entry.additional_data else "."),
         "",
         "## Citation", "", "```bibtex", bibtex(entry), "```", "",
     ]

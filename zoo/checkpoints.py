@@ -28,19 +28,28 @@ _PICKLE_PROTO = b"\x80"
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a .pt checkpoint safely and return a flat state dict of tensors."""
+    return extract_state_dict(load_checkpoint(path), str(path))
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """``torch.load(weights_only=True)`` of a checkpoint file, as it is (no state dict extracted).
+
+    An HTML page, a truncated file or a pickle that needs code execution is
+    refused with one ``CheckpointError`` line; nothing in the file is run.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     check_checkpoint_file(path, str(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling refused"
-        raise CheckpointError(f"{path} cannot be loaded safely ({first[:160]}); only plain tensor checkpoints are imported") from None
+        raise CheckpointError(f"{path} cannot be loaded safely ({first[:160]}); only plain tensor checkpoints are "
+                              "read (weights_only=True)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first[:160]})") from None
-    return extract_state_dict(obj, str(path))
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -225,6 +225,94 @@ def publish_cmd(entry_or_dir, repo_id, model_dir, eval_files, private, dry_run, 
         click.echo(f"saved to {saved}")
 
 
+@main.command("mirror")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_models", is_flag=True, help="Every model RobustBench lists for --dataset and --threat-model.")
+@click.option("--dataset", required=True, help="RobustBench dataset: cifar10 or cifar100.")
+@click.option("--threat-model", required=True, help="RobustBench threat model: Linf, L2 or corruptions.")
+@click.option("--repo-id", default=None, help="Hub repository of one model, ORG/NAME (default: ORG/ENTRY, see --org).")
+@click.option("--org", default="score-zoo", show_default=True,
+              help="Hub organisation of the repositories, named after the entries: ORG/{dataset}-{threat}-{NAME}.")
+@click.option("--name", "entry_name", default=None, help="Zoo entry name of one model (default: {dataset}-{threat}-{NAME}).")
+@click.option("--model-dir", type=click.Path(file_okay=False), default="./models", show_default=True,
+              help="RobustBench's checkpoint folder: a checkpoint in {model_dir}/{dataset}/{threat_model}/{NAME}.pt is "
+                   "reused, a download from Google Drive is kept there.")
+@click.option("--model-info-dir", type=click.Path(file_okay=False), default=None,
+              help="RobustBench's model_info tree, for the cards (default: next to the installed robustbench).")
+@click.option("--out", type=click.Path(file_okay=False), default="mirrors", show_default=True,
+              help="Folder for the model directories (one per entry).")
+@click.option("--check-clean", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Measure clean accuracy on the first N test images and compare it with RobustBench's figure "
+                   "(Clopper-Pearson interval); the result goes on the card.")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="Test data for --check-clean (default: the bundled CIFAR-10 subset, a JPEG-decoded copy).")
+@click.option("--device", default=None, help="Device for --check-clean (default: cuda if available).")
+@click.option("--builtin", is_flag=True, help="Write the entries into the package's built-in set and their cards "
+                                              "into model_cards/ (maintainers shipping the mirrors).")
+@click.option("--force", is_flag=True, help="Mirror again what is already mirrored from the same checkpoint.")
+@click.option("--dry-run", is_flag=True, help="Convert and stage; upload and register nothing.")
+@click.option("--private", is_flag=True, help="Create the repositories as private.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome(s) as JSON.")
+def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_name, model_dir, model_info_dir, out,
+               check_clean, data_dir, device, builtin, force, dry_run, private, no_progress, as_json):
+    """Mirror RobustBench models to the Hub as verified safetensors and register them.
+
+    Each checkpoint is taken from robustbench's folder (--model-dir) or
+    RobustBench's Google Drive copy, read with weights_only=True, loaded into
+    RobustBench's own model definition and published with a card made from
+    RobustBench's model_info JSON; the registry entry pins the commit and
+    sha256. Several NAMEs or --all go on past failures, skip what is already
+    mirrored from the same checkpoint (rerun to resume), and summarise what
+    failed and why (exit 1 if anything failed).
+
+    \b
+    Example:
+      score-zoo mirror Carmon2019Unlabeled --dataset cifar10 --threat-model Linf --repo-id me/carmon2019
+      score-zoo mirror --all --dataset cifar10 --threat-model Linf --model-info-dir robustbench/model_info
+      score-zoo mirror Ding2020MMA --dataset cifar10 --threat-model L2 --check-clean 500 --data-dir ~/data
+    """
+    import functools
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .mirror import MirrorOptions, board_names, clean_check_plugin, find_model_info_dir, mirror_many, mirror_model
+
+    if bool(names) == all_models:
+        raise click.UsageError("give one or more NAMEs or --all")
+    bulk = all_models or len(names) > 1
+    if bulk and (repo_id or entry_name):
+        raise click.UsageError("--repo-id and --name apply to one model; with several, repositories are ORG/ENTRY")
+    if (data_dir or device) and not check_clean:
+        raise click.UsageError("--data-dir and --device apply to --check-clean")
+    tree = find_model_info_dir(model_info_dir)
+    click.echo(f"model_info: {tree.path} ({tree.how})", err=True)
+    checker = None
+    if check_clean:
+        checker = functools.partial(clean_check_plugin(), data_dir=data_dir, device=device)
+    options = MirrorOptions(tree, Path(model_dir), Path(out), org, check_clean, checker, builtin, force, dry_run, private)
+    if not bulk:
+        outcome = mirror_model(names[0], dataset, threat_model, options, repo_id, entry_name)
+        if as_json:
+            echo_json({**outcome.to_dict(), "model_info_dir": str(tree.path)})
+        else:
+            click.echo(outcome.line())
+        return
+    outcomes = mirror_many(board_names(dataset, threat_model) if all_models else list(names), dataset, threat_model,
+                           options, progress=not no_progress)
+    by_status = {s: [o for o in outcomes if o.status == s] for s in ("mirrored", "dry-run", "skipped", "failed")}
+    if as_json:
+        echo_json({"dataset": dataset, "threat_model": threat_model, "model_info_dir": str(tree.path),
+                   **{s: [o.to_dict() for o in group] for s, group in by_status.items()}})
+    else:
+        click.echo(", ".join(f"{len(group)} {s}" for s, group in by_status.items() if group) + f" of {len(outcomes)} models")
+        for o in by_status["failed"]:
+            click.echo(o.line())
+    if by_status["failed"]:
+        raise ConfigError(f"{len(by_status['failed'])} of {len(outcomes)} models failed (listed above); "
+                          "fix what they need and run the same command again to resume")
+
+
 @main.command("study")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--entry", "names", multiple=True, required=True,

@@ -14,10 +14,10 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .architectures import create_model
 from .devices import resolve_device
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_path, atomic_write_json, read_json, sha256_file, staged_dir
+from .robustbench_models import model_for_config
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -115,11 +115,15 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor]
 
 def load_model_dir(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
                    expected_sha256: str | None = None) -> nn.Module:
-    """Build the architecture from config.json, load the weights strictly, return it in eval mode on ``device``."""
+    """Build the architecture from config.json, load the weights strictly, return it in eval mode on ``device``.
+
+    A mirrored RobustBench model (config.json names it under ``robustbench``) is
+    built with RobustBench's own definition (``zoo.robustbench_models``).
+    """
     device = resolve_device(device)  # a device this machine lacks is one clear error, before any work
     model_dir = Path(model_dir)
     config = read_config(model_dir)
-    model = create_model(config["architecture"], num_classes=config["num_classes"], dataset=config["dataset"])
+    model = model_for_config(config)
     weights = model_dir / WEIGHTS_NAME
     load_state_dict_strict(model, load_weights(weights, expected_sha256), str(weights))
     return model.to(device).eval()

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from .architectures import create_model
 from .checkpoints import read_weights
 from .errors import CheckpointError, ConfigError, UnknownNameError, close_matches_hint
 from .model_dir import load_state_dict_strict
 from .registry import Entry, list_entries
+from .robustbench_models import model_for_entry, robustbench_board
 
 DEFAULT_DATASET, DEFAULT_THREAT_MODEL = "cifar10", "Linf"
 
@@ -47,7 +47,7 @@ def load_model(model_name: str, model_dir: str | os.PathLike = "./models", datas
     if entry is None:
         return robustbench_load(model_name, model_dir, dataset, threat_model, custom_checkpoint)
     if custom_checkpoint:
-        model = create_model(entry.architecture, num_classes=entry.num_classes, dataset=entry.dataset)
+        model = model_for_entry(entry)
         load_state_dict_strict(model, read_weights(custom_checkpoint), str(custom_checkpoint))
         return model.eval()
     from . import load_model as zoo_load_model
@@ -78,16 +78,11 @@ def zoo_entry_for(model_name: str, dataset: str, threat_model: str) -> Entry | N
 def robustbench_load(model_name: str, model_dir: str | os.PathLike, dataset: str, threat_model: str,
                      custom_checkpoint: str = "") -> nn.Module:
     """``robustbench.utils.load_model`` for a name RobustBench lists; its failures as one-line zoo errors."""
+    models = robustbench_board(dataset, threat_model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # robustbench's import-time deprecation noise
-        from robustbench.model_zoo import model_dicts
-        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
         from robustbench.utils import load_model as rb_load_model
 
-    try:
-        models = model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)]
-    except (ValueError, KeyError):
-        raise UnknownNameError(f"RobustBench has no {dataset} {threat_model} model zoo") from None
     if model_name not in models:
         known = list(models) + [e.name for e in list_entries()]
         raise UnknownNameError(f"neither the zoo nor RobustBench ({dataset} {threat_model}) has a model "

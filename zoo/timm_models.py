@@ -16,7 +16,9 @@ It may be called again after registry changes; it adds:
 - every published entry with a RobustBench name under the name robustbench's
   ``load_model`` asks timm for, ``{name.lower().replace('-', '_')}_{dataset}_{threat}``
   (``pang2022robustness_wrn28_10_cifar10_linf``): ``pretrained=True`` loads
-  the zoo's weights (located as ``zoo.load_model`` does, sha256-checked).
+  the zoo's weights (located as ``zoo.load_model`` does, sha256-checked). Mirrors
+  of RobustBench models (``zoo.mirror``), built with RobustBench's own
+  definitions, are registered the same way.
 
 ``timm_config`` turns a model directory's config.json into the form that
 ``timm.create_model("hf-hub:ORG/NAME", pretrained=True)`` reads.
@@ -37,6 +39,7 @@ from .datasets_meta import CLASS_NAMES, NUM_CLASSES
 from .errors import ConfigError, ScoreZooError
 from .model_dir import WEIGHTS_NAME, check_weights
 from .registry import Entry, builtin_entries, get_entry, list_entries
+from .robustbench_models import is_robustbench_architecture, model_for_entry, robustbench_pretrained_cfg
 from .timm_compat import ensure_timm_hub
 
 ensure_timm_hub()  # timm's Hub support, whether timm is imported after zoo or was before (then reloaded)
@@ -59,8 +62,12 @@ def robustbench_timm_name(entry: Entry) -> str | None:
     """The timm name robustbench's ``load_model`` looks up for the entry's RobustBench name (or None)."""
     if entry.robustbench_id is None:
         return None
-    name, dataset, threat = entry.robustbench_id
-    return f"{name.lower().replace('-', '_')}_{dataset.lower()}_{threat.lower()}"
+    return robustbench_timm_id(*entry.robustbench_id)
+
+
+def robustbench_timm_id(name: str, dataset: str, threat_model: str) -> str:
+    """The timm name robustbench's ``load_model`` looks up for a RobustBench model of a board."""
+    return f"{name.lower().replace('-', '_')}_{dataset.lower()}_{threat_model.lower()}"
 
 
 NATIVE_SIZE = 32        # the CIFAR / SVHN image size the zoo's models are trained on
@@ -83,11 +90,18 @@ def timm_config(config: dict) -> dict:
 
     ``architecture`` becomes the timm name (the zoo reads both spellings);
     ``model_args``, ``pretrained_cfg`` and, where the head is the dataset's,
-    ``label_names`` are added.
+    ``label_names`` are added. A mirrored RobustBench model (``robustbench`` in
+    config.json) gets the timm name of its RobustBench name, which the zoo
+    registers for the published entry.
     """
     arch, dataset, num_classes = config["architecture"], config["dataset"], int(config["num_classes"])
-    out = {**config, "architecture": timm_name(arch), "num_classes": num_classes, "model_args": {"dataset": dataset},
-           "pretrained_cfg": pretrained_cfg(arch, num_classes)}
+    rb = config.get("robustbench")
+    if rb:
+        out = {**config, "architecture": robustbench_timm_id(rb["model"], rb["dataset"], rb["threat_model"]),
+               "num_classes": num_classes, "pretrained_cfg": robustbench_pretrained_cfg(num_classes)}
+    else:
+        out = {**config, "architecture": timm_name(arch), "num_classes": num_classes,
+               "model_args": {"dataset": dataset}, "pretrained_cfg": pretrained_cfg(arch, num_classes)}
     if NUM_CLASSES.get(dataset) == num_classes:
         out["label_names"] = list(CLASS_NAMES[dataset])
     return out
@@ -132,8 +146,28 @@ def _entry_entrypoint(name: str):
     return entrypoint
 
 
+def _mirror_entrypoint(name: str):
+    def entrypoint(pretrained: bool = False, num_classes: int | None = None, pretrained_cfg=None,
+                   pretrained_cfg_overlay=None, **kwargs) -> nn.Module:
+        from . import load_model
+        from .registry import get_entry
+
+        entry = get_entry(_ENTRY_OF[name])
+        if num_classes not in (None, entry.num_classes) or kwargs:
+            raise ValueError(f"{name} is the zoo's mirror {entry.name} ({entry.num_classes} classes, built by "
+                             f"RobustBench's definition); it takes no other num_classes or arguments ({sorted(kwargs)})")
+        model = load_model(entry.name) if pretrained else model_for_entry(entry)
+        model.pretrained_cfg = _entry_cfg(entry, name)
+        return model
+
+    entrypoint.__doc__ = "The zoo's mirror of a RobustBench model: RobustBench's definition, Hub weights sha256-checked."
+    return entrypoint
+
+
 def _entry_cfg(entry: Entry, name: str) -> dict:
-    return {**pretrained_cfg(entry.architecture, entry.num_classes), "architecture": name,
+    base = (robustbench_pretrained_cfg(entry.num_classes) if is_robustbench_architecture(entry.architecture)
+            else pretrained_cfg(entry.architecture, entry.num_classes))
+    return {**base, "architecture": name,
             "hf_hub_id": f"{entry.hub['repo_id']}@{entry.hub.get('revision') or 'main'}",
             "label_names": CLASS_NAMES[entry.dataset] if NUM_CLASSES.get(entry.dataset) == entry.num_classes else None,
             "license": entry.license,
@@ -185,7 +219,8 @@ def register_timm_models(*architectures: str) -> list[str]:
         name = robustbench_timm_name(e)
         if name and e.published and e.hub.get("repo_id"):
             _ENTRY_OF[name] = e.name
-            wanted.setdefault(name, (functools.partial(_entry_entrypoint, name), _entry_cfg(e, name)))
+            factory = _mirror_entrypoint if is_robustbench_architecture(e.architecture) else _entry_entrypoint
+            wanted.setdefault(name, (functools.partial(factory, name), _entry_cfg(e, name)))
     added = []
     for name, (make, cfg) in wanted.items():
         if name in _REGISTERED:

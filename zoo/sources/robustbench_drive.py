@@ -33,9 +33,14 @@ def pinned_sha256(entry: Entry) -> str | None:
 
 
 def url(entry: Entry) -> str:
-    """The Drive download URL of the copy (robustbench's form), honouring ``$SCORE_ZOO_GDRIVE_ENDPOINT``."""
+    """The Drive download URL of the entry's copy (robustbench's form), honouring ``$SCORE_ZOO_GDRIVE_ENDPOINT``."""
+    return id_url(entry.origin["gdrive_id"])
+
+
+def id_url(gdrive_id: str) -> str:
+    """The Drive download URL of a file id, honouring ``$SCORE_ZOO_GDRIVE_ENDPOINT``."""
     endpoint = (os.environ.get(ENDPOINT_ENV) or DRIVE).rstrip("/")
-    return f"{endpoint}/uc?id={entry.origin['gdrive_id']}"
+    return f"{endpoint}/uc?id={gdrive_id}"
 
 
 def file_name(entry: Entry) -> str:
@@ -44,11 +49,19 @@ def file_name(entry: Entry) -> str:
 
 
 def download(entry: Entry, dest: Path) -> str:
-    """Fetch the copy to ``dest`` with gdown; return the URL it came from."""
+    """Fetch the entry's copy to ``dest`` with gdown; return the URL it came from."""
+    return download_id(entry.origin["gdrive_id"], dest)
+
+
+def download_id(gdrive_id: str, dest: Path) -> str:
+    """Fetch the Drive file ``gdrive_id`` to ``dest`` with gdown; return the URL it came from.
+
+    Whatever Drive answers is saved (an HTML page included): the caller checks the bytes.
+    """
     import gdown
     import requests
 
-    where = url(entry)
+    where = id_url(gdrive_id)
     progress = sys.stderr.isatty()  # gdown's own progress bar, on a terminal only
     try:
         saved = gdown.download(url=where, output=str(dest), quiet=not progress)
