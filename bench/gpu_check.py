@@ -171,7 +171,6 @@ def main() -> None:
     c.step("5 train tiny recipe (bf16 + channels_last)", training)
 
     def kill_resume():
-        import torch
         from safetensors.torch import load_file
 
         proc = subprocess.Popen([py, "-m", "training", *train, "--out", "run-b"], env=c.env, cwd=work,

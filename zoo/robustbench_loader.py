@@ -1,4 +1,4 @@
-"""RobustBench's ``load_model``, drop-in: the zoo's weights for zoo models, robustbench's loader for the rest.
+"""RobustBench's ``load_model``, drop-in: the zoo's weights for zoo models, RobustBench's checkpoints for the rest.
 
 ``load_model(model_name, model_dir="./models", dataset="cifar10", threat_model="Linf",
 custom_checkpoint="", norm=None)`` takes robustbench's arguments (strings or its
@@ -7,8 +7,10 @@ custom_checkpoint="", norm=None)`` takes robustbench's arguments (strings or its
 - a zoo entry name (``cifar10-linf``), or the RobustBench name of a zoo entry
   for that dataset and threat model (``Pang2022Robustness_WRN28_10``), loads the
   zoo's verified weights (``zoo.load_model``; see ``zoo.sources``);
-- any other name goes to ``robustbench.utils.load_model`` unchanged (its
-  ``model_dir`` layout, its Google Drive download).
+- any other name RobustBench lists is built as ``robustbench.utils.load_model``
+  builds it: its definition, its ``model_dir`` layout and Google Drive download,
+  its loading rules (``robustbench_load``), except that checkpoints are read with
+  ``weights_only=True``.
 
 ``custom_checkpoint`` replaces the weights, as in robustbench.
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from .checkpoints import read_weights
-from .errors import CheckpointError, ConfigError, UnknownNameError, close_matches_hint
+from .errors import ConfigError, UnknownNameError, close_matches_hint
 from .model_dir import load_state_dict_strict
 from .registry import Entry, list_entries
 from .robustbench_models import model_for_entry, robustbench_board
@@ -77,21 +79,29 @@ def zoo_entry_for(model_name: str, dataset: str, threat_model: str) -> Entry | N
 
 def robustbench_load(model_name: str, model_dir: str | os.PathLike, dataset: str, threat_model: str,
                      custom_checkpoint: str = "") -> nn.Module:
-    """``robustbench.utils.load_model`` for a name RobustBench lists; its failures as one-line zoo errors."""
-    models = robustbench_board(dataset, threat_model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # robustbench's import-time deprecation noise
-        from robustbench.utils import load_model as rb_load_model
+    """A model RobustBench lists, built as robustbench's loader builds it (eval mode).
 
+    RobustBench's own definition, its checkpoint from the ``model_dir`` layout
+    (downloaded from its Google Drive copy when missing) or ``custom_checkpoint``,
+    loaded by robustbench's rules (``zoo.mirror``); read with ``weights_only=True``,
+    and never through the zoo's timm registrations (which would answer a RobustBench
+    name with the zoo's copy).
+    """
+    from .mirror import build_mirrored_model, checkpoint_files, load_robustbench_weights
+    from .robustbench_models import create_robustbench_model
+
+    models = robustbench_board(dataset, threat_model)
     if model_name not in models:
         known = list(models) + [e.name for e in list_entries()]
         raise UnknownNameError(f"neither the zoo nor RobustBench ({dataset} {threat_model}) has a model "
                                f"'{model_name}'.{close_matches_hint(model_name, known)}")
-    checkpoint = Path(model_dir) / dataset / threat_model / f"{model_name}.pt"
-    try:
-        return rb_load_model(model_name, model_dir=model_dir, dataset=dataset, threat_model=threat_model,
-                             custom_checkpoint=custom_checkpoint)
-    except Exception as e:  # robustbench's download and unpickling failures come in many types
-        first = " ".join(str(e).split())[:300]
-        raise CheckpointError(f"robustbench could not load {model_name} (expected {checkpoint}, or a download "
-                              f"from Google Drive): {type(e).__name__}: {first}") from None
+    if custom_checkpoint:
+        model = create_robustbench_model(model_name, dataset, threat_model)
+        load_robustbench_weights([model], model_name, dataset, [Path(custom_checkpoint)])
+        return model.eval()
+    gdrive_id = models[model_name].get("gdrive_id")
+    if not gdrive_id:
+        raise ConfigError(f"RobustBench builds {model_name} from timm's pretrained weights, not from a checkpoint; "
+                          "load it with robustbench.utils.load_model")
+    files = checkpoint_files(Path(model_dir), model_name, dataset, threat_model, gdrive_id)
+    return build_mirrored_model(model_name, dataset, threat_model, files)[0]
