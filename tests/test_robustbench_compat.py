@@ -5,6 +5,7 @@ import warnings
 import torch
 
 import harness
+from harness.models import resolve_model
 import zoo
 from zoo.checkpoints import import_checkpoint
 
@@ -31,6 +32,10 @@ def test_robustbench_checkpoint_evaluates_and_imports_to_the_same_logits(tmp_pat
 
     import_checkpoint(checkpoint, "wrn-28-10-swish", 10, "cifar10", tmp_path / "imported")
     imported = zoo.load_model(tmp_path / "imported")
+    evaluated = resolve_model("robustbench:Pang2022Robustness_WRN28_10", "cifar10", "Linf",
+                              model_dir=str(tmp_path / "models")).model  # the model the evaluation ran
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(imported(x), reference(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(evaluated(x), reference(x), rtol=0, atol=0)
+        torch.testing.assert_close(evaluated(x), imported(x), rtol=1e-5, atol=1e-5)
