@@ -42,6 +42,7 @@ from .bn import set_bn_momentum
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, make_config
 from .data import BatchPlan, TrainData, to_float
+from .determinism import deterministic_training
 from .ema import EMA
 from .metrics import append_metrics, plot_metrics, read_metrics, truncate_metrics
 from .monitor import accuracy
@@ -151,8 +152,9 @@ def train(config: TrainConfig | dict, out_dir: str | Path, resume: bool = False,
     """
     cfg = config if isinstance(config, TrainConfig) else make_config(config)
     run_dir = Path(out_dir)
-    with devices.joined(devices.placement(device)) as group:
-        return _train(cfg, run_dir, resume, data, group, stop_after_steps, progress)
+    where = devices.placement(device)  # decided without starting CUDA, so determinism can still set cuBLAS up
+    with deterministic_training(cfg.deterministic, where.is_cuda) as determinism, devices.joined(where) as group:
+        return _train(cfg, run_dir, resume, data, group, stop_after_steps, progress, determinism)
 
 
 def load_test_split(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -196,7 +198,7 @@ def _epoch_evaluation(cfg: TrainConfig, model: nn.Module, data: TrainData, test:
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None, group: devices.Group,
-           stop_after_steps: int | None, progress: bool) -> Path:
+           stop_after_steps: int | None, progress: bool, determinism: dict) -> Path:
     device = torch.device(group.where.device)
     ckpt = _prepare_run_dir(run_dir, cfg, resume)
     group.barrier()  # every rank has checked the run directory before rank 0 writes into it
@@ -208,10 +210,6 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         raise ConfigError(f"this recipe mixes generated images (generated_fraction={cfg.generated_fraction}); "
                           "pass --set generated_data=PATH to an .npz with image and label arrays "
                           "(or --set generated_fraction=0)")
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = False
     torch.manual_seed(cfg.seed + group.rank)
 
     if data is None:
@@ -258,7 +256,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         atomic_write_json(run_dir / RUN_CONFIG_NAME, cfg.to_dict())
         atomic_write_json(run_dir / "run_info.json", {
             "torch": torch.__version__, "python": platform.python_version(), "score_zoo": zoo.__version__,
-            "world_size": group.world_size, "device": str(device), "bf16": bf16,
+            "world_size": group.world_size, "device": str(device), "bf16": bf16, "determinism": determinism,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resumed_from_step": global_step, "train_images": len(data.real_x), "steps_per_epoch": plan.steps_per_epoch,
             "generated_images": 0 if data.gen_x is None else len(data.gen_x), "holdout_images": len(data.holdout_x),
