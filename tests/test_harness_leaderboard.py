@@ -12,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
+from scipy.stats import binomtest
 
 import harness
 from harness.cli import main
+from harness.data import load_tensors
 from harness.evaluation import evaluate
 from harness.leaderboard import leaderboard
 from harness_helpers import centroid_model, write_official_cifar10_test
@@ -241,6 +244,8 @@ def test_verify_consistent_and_inconsistent(tree, tmp_path):
     assert ok.exit_code == 0, ok.output
     report = json.loads(ok.stdout)
     assert report["consistent"] and report["per_example_agreement"] == 1.0 and report["method"] == "Clopper-Pearson"
+    exact = binomtest(report["n_robust"], report["n_examples"]).proportion_ci(0.95, method="exact")
+    assert report["interval"] == [pytest.approx(100 * exact.low), pytest.approx(100 * exact.high)]
     forged = json.loads(out.read_text())
     forged["evaluation"]["robust_accuracy"] = 90.0
     (tmp_path / "forged.json").write_text(json.dumps(forged))
@@ -253,4 +258,7 @@ def test_benchmark_is_robustbench_compatible():
         warnings.simplefilter("ignore")
         clean, robust = harness.benchmark(centroid_model(), n_examples=8, dataset="cifar10", threat_model="Linf",
                                           data_dir=None, batch_size=8, eps=0.5, device="cpu")
-    assert 0 < clean <= 1 and robust == 0.0  # eps 0.5 breaks a linear model, so later attacks are skipped
+        x, y = load_tensors("cifar10", "test", None, 8)
+    with torch.no_grad():
+        assert clean == (centroid_model()(x).argmax(1) == y).float().mean().item() > 0  # a fraction, as RobustBench's
+    assert robust == 0.0  # eps 0.5 breaks a linear model, so later attacks are skipped

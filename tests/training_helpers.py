@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -33,3 +35,8 @@ def tiny_data(images: tuple[np.ndarray, np.ndarray], n: int = 160, holdout: int 
 def tiny_config(**values) -> TrainConfig:
     """TINY with ``values`` on top."""
     return make_config({**TINY, **values})
+
+
+def metrics_records(path: Path) -> list[dict]:
+    """A run's metrics.jsonl without the wall-clock time of each epoch."""
+    return [{k: v for k, v in json.loads(line).items() if k != "epoch_seconds"} for line in path.read_text().splitlines()]

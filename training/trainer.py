@@ -237,6 +237,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
     epoch, start_step, global_step = 0, 0, 0
     best = {"holdout_robust_acc": -1.0, "epoch": -1}
     stats = _EpochStats()
+    resumed_lr = None  # (lr, momentum) at the start of the epoch a mid-epoch checkpoint resumes into
     if ckpt is not None:
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
@@ -246,6 +247,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         epoch, start_step, global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         best = dict(ckpt["best"])
         stats = _EpochStats(**ckpt["epoch_stats"])
+        resumed_lr = ckpt.get("epoch_lr")
     released = ema.model if ema is not None else raw
     # the very first step initialises BatchNorm's running statistics (momentum 1.0 for all its forwards)
     first_step_init = cfg.bn_first_batch_init and global_step == 0
@@ -271,14 +273,15 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
                 "global_step": global_step, "model": raw.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
-                "best": best, "epoch_stats": stats.as_dict()})
+                "best": best, "epoch_stats": stats.as_dict(), "epoch_lr": [epoch_lr, epoch_momentum]})
 
     while epoch < cfg.epochs:
         raw.train()
         bar = tqdm(total=plan.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    file=sys.stderr, disable=not (progress and group.is_main), dynamic_ncols=True, leave=True)
         epoch_start = time.time()
-        epoch_lr, epoch_momentum = optimizer.param_groups[0]["lr"], optimizer.param_groups[0].get("momentum")
+        epoch_lr, epoch_momentum = resumed_lr if start_step and resumed_lr else (
+            optimizer.param_groups[0]["lr"], optimizer.param_groups[0].get("momentum"))
         for step in range(start_step, plan.steps_per_epoch):
             x_u8, y = plan.batch(epoch, step, group.rank, group.world_size)
             gen = step_generator(cfg.seed, epoch, step, group.rank, torch.device("cpu"))
