@@ -154,3 +154,33 @@ def bare_autoattack(model, x, y, *, version, batch_size: int, attacks=None, n_it
     after = {m.group(1).lower(): float(m.group(2)) for m in
              (re.match(r"robust accuracy after (\S+): ([\d.]+)%", line) for line in lines) if m}
     return x_adv, y_adv, after
+
+class _MeanThreshold(nn.Module):
+    """Class 0 when an image's mean pixel is above 0.5, else class 1 (never any other class): an image within
+    8/255 of 0.5 is broken by a uniform shift."""
+
+    def forward(self, x):
+        margin = (x.flatten(1).mean(1) - 0.5) * 100
+        return torch.cat([margin[:, None], -margin[:, None], torch.zeros(len(x), 8)], 1)
+
+
+def mean_threshold_model() -> nn.Module:
+    return _MeanThreshold().eval()
+
+
+def write_official_cifar10_test(root: Path, n: int = 10_000, n_correct: int = 8, seed: int = 0) -> Path:
+    """``root/cifar-10-batches-py/test_batch`` in the official pickle layout: ``n`` flat grey images with a
+    mean within 8/255 of 0.5. The first ``n_correct`` are labelled as ``mean_threshold_model`` classifies
+    them, the others 9 (which it never predicts), so a standard AutoAttack run of it attacks only
+    ``n_correct`` images and breaks them all. Returns ``root``."""
+    import pickle
+
+    import numpy as np
+
+    levels = np.random.default_rng(seed).integers(124, 132, n).astype(np.uint8)   # 0.486 .. 0.514
+    labels = [(0 if v / 255 > 0.5 else 1) if i < n_correct else 9 for i, v in enumerate(levels.tolist())]
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.repeat(levels[:, None], 3 * 32 * 32, axis=1), b"labels": labels}, f)
+    return root

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from robustbench.model_zoo.architectures.dm_wide_resnet import DMWideResNet, Swish
@@ -77,3 +79,29 @@ def test_unknown_or_invalid_architecture(name):
 def test_unknown_architecture_suggests_close_names():
     with pytest.raises(UnknownNameError, match="wrn-28-10-swish"):
         zoo.create_model("wrn-28-10-swsh")
+
+
+def test_wideresnet_initialisation_is_the_official_one():
+    """Conv weights N(0, sqrt(2 / (k*k*out))), BatchNorm weight 1 and bias 0, linear bias 0, checked as a
+    sample: each conv's variance by a chi-square test, its mean, and all standardised weights against N(0, 1)
+    (He's fan_in variant and torch's default uniform init both fail)."""
+    from scipy.stats import chi2, kstest
+
+    torch.manual_seed(0)
+    model = zoo.create_model("wrn-16-2-swish")
+    standardised = []
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Conv2d):
+            sigma = math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels))
+            w = m.weight.detach().double().flatten()
+            n = len(w)
+            q = chi2.cdf((n - 1) * w.var().item() / sigma ** 2, n - 1)
+            assert 1e-4 < q < 1 - 1e-4, (name, w.std().item(), sigma)
+            assert abs(w.mean().item()) < 4 * sigma / math.sqrt(n), name
+            standardised.append(w / sigma)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.equal(m.bias, torch.zeros_like(m.bias))
+        elif isinstance(m, torch.nn.Linear):
+            assert torch.equal(m.bias, torch.zeros_like(m.bias)), name
+    assert len(standardised) == 16  # the init conv, 3 groups x 2 blocks x 2 convs, 3 shortcut convs
+    assert kstest(torch.cat(standardised).numpy(), "norm").pvalue > 1e-4

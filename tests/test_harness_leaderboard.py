@@ -12,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
+from scipy.stats import binomtest
 
 import harness
 from harness.cli import main
+from harness.data import load_tensors
 from harness.evaluation import evaluate
 from harness.leaderboard import leaderboard
-from harness_helpers import centroid_model
+from harness_helpers import centroid_model, write_official_cifar10_test
 from zoo.registry import get_entry
 
 RB_DIR = Path(__file__).parent / "data" / "robustbench-model-info"  # RobustBench model_info files
@@ -103,6 +106,50 @@ def test_rows_that_are_not_leaderboard_grade_are_marked_and_ranked_apart(tree):
     cli = CliRunner().invoke(main, ["leaderboard", str(root), "--dataset", "cifar10", "--together"])
     assert cli.exit_code == 0 and "### Not leaderboard-grade" not in cli.stdout
     assert "| Not leaderboard-grade because |" in cli.stdout and "| Tiny_Centroid |" in cli.stdout
+
+
+def test_a_full_official_standard_evaluation_is_leaderboard_grade(tree, tmp_path):
+    """The whole official split (10,000 images in the cifar-10-batches-py layout), standard AutoAttack, one run:
+    ranked in the main table among RobustBench's entries. (Synthetic images, so that only 8 of them need
+    attacking; what makes a result leaderboard-grade is its provenance.)"""
+    root, _ = tree
+    board_dir = tmp_path / "model_info" / "cifar10" / "Linf"
+    shutil.copytree(root / "cifar10" / "Linf", board_dir)
+    out = board_dir / "Full_Official.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate("harness_helpers:mean_threshold_model", "cifar10", "Linf", data_dir=write_official_cifar10_test(tmp_path),
+                 batch_size=10_000, out=out, progress=False, workers=1)
+    ev = json.loads(out.read_text())["evaluation"]
+    assert (ev["n_examples"], ev["autoattack"]["version"], ev["clean_accuracy"], ev["robust_accuracy"]) == \
+        (10_000, "standard", 0.08, 0.0)
+    board = json.loads(leaderboard(tmp_path / "model_info", "cifar10", "Linf", "json"))["leaderboards"][0]
+    rows = {m["key"]: m for m in board["models"]}
+    assert "Full_Official" in rows, board["not_leaderboard_grade"]
+    assert rows["Full_Official"]["leaderboard_grade"] and not rows["Full_Official"].get("not_leaderboard_grade_because")
+    assert [m["key"] for m in board["not_leaderboard_grade"]] == ["Tiny_Centroid"]
+    assert [m["key"] for m in board["models"]] == [
+        k for k in robustbench_order(board_dir, "Linf") if k != "Tiny_Centroid"]
+    assert board["models"][-1]["key"] == "Full_Official"  # 0 % robust: last
+
+
+def test_one_shard_and_another_autoattack_version_are_reasons(tmp_path):
+    board_dir = tmp_path / "model_info" / "cifar10" / "Linf"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate("harness_helpers:centroid_model", n_examples=16, batch_size=8, version="rand", n_iter=2,
+                 shard="0/2", out=board_dir / "Shard_Rand.json", progress=False, workers=1)
+        evaluate("harness_helpers:centroid_model", n_examples=8, batch_size=8, version="plus", n_iter=1,
+                 out=board_dir / "Plus.json", progress=False, workers=1)
+    apart = {m["key"]: m["not_leaderboard_grade_because"]
+             for m in json.loads(leaderboard(tmp_path / "model_info", "cifar10", "Linf", "json"))["leaderboards"][0]
+             ["not_leaderboard_grade"]}
+    assert apart == {
+        "Shard_Rand": ["one shard (0/2) of an evaluation: merge the shards",
+                       "the bundled JPEG-decoded subset, not the official test files",
+                       "AutoAttack version rand (leaderboards use standard)", "reduced attack iterations (n_iter=2)"],
+        "Plus": ["a subset: 8 of the 10,000 test images", "the bundled JPEG-decoded subset, not the official test files",
+                 "AutoAttack version plus (leaderboards use standard)", "reduced attack iterations (n_iter=1)"]}
 
 
 def test_zoo_entries_join_with_their_eligibility(tree):
@@ -197,6 +244,8 @@ def test_verify_consistent_and_inconsistent(tree, tmp_path):
     assert ok.exit_code == 0, ok.output
     report = json.loads(ok.stdout)
     assert report["consistent"] and report["per_example_agreement"] == 1.0 and report["method"] == "Clopper-Pearson"
+    exact = binomtest(report["n_robust"], report["n_examples"]).proportion_ci(0.95, method="exact")
+    assert report["interval"] == [pytest.approx(100 * exact.low), pytest.approx(100 * exact.high)]
     forged = json.loads(out.read_text())
     forged["evaluation"]["robust_accuracy"] = 90.0
     (tmp_path / "forged.json").write_text(json.dumps(forged))
@@ -209,4 +258,7 @@ def test_benchmark_is_robustbench_compatible():
         warnings.simplefilter("ignore")
         clean, robust = harness.benchmark(centroid_model(), n_examples=8, dataset="cifar10", threat_model="Linf",
                                           data_dir=None, batch_size=8, eps=0.5, device="cpu")
-    assert 0 < clean <= 1 and robust == 0.0  # eps 0.5 breaks a linear model, so later attacks are skipped
+        x, y = load_tensors("cifar10", "test", None, 8)
+    with torch.no_grad():
+        assert clean == (centroid_model()(x).argmax(1) == y).float().mean().item() > 0  # a fraction, as RobustBench's
+    assert robust == 0.0  # eps 0.5 breaks a linear model, so later attacks are skipped

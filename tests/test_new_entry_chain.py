@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard
 
 import zoo
-from harness.data import load_arrays
+from harness.data import load_arrays, load_tensors
 from training.cli import main as train_main
 from zoo.cli import main as zoo_main
 from zoo.registry import get_entry, user_models_dir
@@ -50,9 +50,16 @@ def test_train_register_publish_load(hub, train_npz, tmp_path):
     assert not entry.builtin and entry.recipe["objective"] == "score"
     assert entry.source["title"].startswith("Robustness and Accuracy")  # the objective's paper
     assert entry.reported["n_examples"] == 16 and entry.reported["clean_n_examples"] == 64
-    assert 0 <= entry.reported["autoattack_acc"] <= 100 and entry.reported["attack"].startswith("AutoAttack custom")
+    assert entry.reported["attack"] == "AutoAttack custom (apgd-ce), 3 iterations"
     result = json.loads((user_models_dir() / "toy-linf.evaluation.json").read_text())
     assert result["evaluation"]["autoattack"]["attacks"] == ["apgd-ce"] and result["evaluation"]["n_examples"] == 16
+    assert entry.reported["autoattack_acc"] == round(result["evaluation"]["robust_accuracy"], 2)
+    with warnings.catch_warnings():  # clean accuracy on the first 64 images, measured here
+        warnings.simplefilter("ignore")
+        x, y = load_tensors("cifar10", "test", None, 64)
+    with torch.no_grad():
+        clean = 100 * (zoo.load_model(run / "model-best")(x).argmax(1) == y).float().mean().item()
+    assert entry.reported["clean_acc"] == round(clean, 2)
     card = ModelCard.load(user_models_dir() / "toy-linf.md")
     assert card.data.eval_results and "Comparison with baselines" in card.text and "cifar10-linf" in card.text
 

@@ -72,3 +72,19 @@ def test_cli_list_and_info_json():
     assert info["reported"]["clean_acc"] == 63.66
     result = runner.invoke(main, ["info", "cifar100-lnf"])
     assert result.exit_code == 1 and "Did you mean" in result.output
+
+
+def test_builtin_google_drive_ids_are_robustbenchs():
+    """Each entry's RobustBench fallback downloads the file robustbench's own model zoo names."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from robustbench.model_zoo import model_dicts
+        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+    with_drive = [e for e in registry.builtin_entries() if e.origin.get("gdrive_id")]
+    assert {e.name for e in with_drive} == {"cifar10-linf", "cifar10-linf-wrn70-16", "cifar100-linf",
+                                            "cifar100-linf-wrn70-16"}
+    for e in with_drive:
+        name, dataset, threat_model = e.robustbench_id
+        assert e.origin["gdrive_id"] == model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)][name]["gdrive_id"]

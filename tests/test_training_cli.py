@@ -34,6 +34,9 @@ def test_user_errors_are_one_line_with_exit_1(tmp_path):
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "unknown key(s) bta" in lines[0] and "Did you mean: beta" in lines[0]
+    result = runner.invoke(main, ["--recipe", "cifar10-linf-tiny", "--set", "distance=RKLsqrt", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "RKLsqrt to a one-hot label is infinite" in result.output and not (tmp_path / "r").exists()
     result = runner.invoke(main, ["--recipe", "no-such-recipe", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "unknown recipe 'no-such-recipe'" in result.output
     result = runner.invoke(main, ["--recipe", "cifar10-linf-wrn28-10", "--data-dir", str(BUNDLED_SUBSET),

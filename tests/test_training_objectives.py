@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import zoo
 from training.attacks import advertorch_pgd, sign_pgd
-from training.augment import cutmix_x4, rotate
+from training.augment import cutmix_x4
 from training.bn import frozen_bn_stats
 from training.config import make_config
 from training.distances import clip_bound, distance
@@ -201,11 +201,56 @@ def test_cutmix_mixes_labels_by_the_pasted_area():
         assert lab[other].item() == pytest.approx(pasted, abs=1e-6)
 
 
-def test_rotation_keeps_the_centre_and_zero_fills_corners():
-    x = torch.ones(16, 3, 32, 32)
-    out = rotate(x, torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and torch.equal(out[:, :, 12:20, 12:20], x[:, :, 12:20, 12:20])
-    assert (out[:, :, 0, 0] == 0).float().mean() > 0.5  # a rotated corner falls outside the image
+def _coordinate_images(n: int) -> torch.Tensor:
+    """Images whose pixels hold their own coordinates: channel 0 = (column + 1) / 64, channel 1 = (row + 1) / 64,
+    channel 2 = 1 (zero where the augmentation fills in)."""
+    idx = torch.arange(32, dtype=torch.float32)
+    cols, rows = (idx + 1).view(1, 32).expand(32, 32) / 64, (idx + 1).view(32, 1).expand(32, 32) / 64
+    return torch.stack([cols, rows, torch.ones(32, 32)]).expand(n, 3, 32, 32).contiguous()
+
+
+def _measured_geometry(out: torch.Tensor) -> tuple[list[float], list[bool], list[tuple[float, float]], float]:
+    """Per image: rotation angle (degrees), mirrored or not, and shift of the map from output pixel to source
+    pixel, fitted by least squares over the pixels that come from the image; and the largest misfit (pixels)."""
+    angles, mirrored, shifts, misfit = [], [], [], 0.0
+    for img in out.double():
+        rows, cols = (img[2] == 1).nonzero(as_tuple=True)
+        source = torch.stack([img[0, rows, cols], img[1, rows, cols]], 1) * 64 - 1    # (column, row) read back
+        design = torch.stack([cols.double() - 15.5, rows.double() - 15.5, torch.ones(len(rows), dtype=torch.float64)], 1)
+        coef = torch.linalg.lstsq(design, source).solution                            # source = A @ (col, row) + t
+        misfit = max(misfit, (design @ coef - source).abs().max().item())
+        a, shift = coef[:2].T, coef[2] - 15.5
+        flip = a.det().item() < 0
+        if flip:
+            a = a @ torch.diag(torch.tensor([-1.0, 1.0], dtype=torch.float64))   # undo the horizontal mirror
+        angles.append(math.degrees(math.atan2(a[1, 0].item(), a[0, 0].item())))
+        mirrored.append(flip)
+        shifts.append((shift[0].item(), shift[1].item()))
+    return angles, mirrored, shifts, misfit
+
+
+def test_augmentation_per_dataset_measured_on_the_images():
+    """CIFAR-10: crop (padding 4) + flip, no rotation; CIFAR-100: the same plus a rotation of up to 15 degrees,
+    spread over the whole range; SVHN: none. The geometry is read back from the augmented pixels."""
+    from training.augment import augment
+
+    x = _coordinate_images(256)
+
+    def run(dataset):
+        name = make_config({"dataset": dataset}).augmentation_name
+        return augment(x, name, torch.Generator().manual_seed(0))
+
+    assert torch.equal(run("svhn"), x)
+    angles, mirrored, shifts, misfit = _measured_geometry(run("cifar10"))
+    assert misfit < 1e-6 and max(abs(a) for a in angles) < 0.01  # every pixel is its source pixel, shifted
+    assert 0.35 < sum(mirrored) / len(mirrored) < 0.65
+    assert {round(s) for shift in shifts for s in shift} == set(range(-4, 5))  # shifts of -4..4 pixels each way
+    angles, mirrored, _, misfit = _measured_geometry(run("cifar100"))
+    assert misfit < 1.0  # nearest-pixel sampling
+    magnitudes = sorted(abs(a) for a in angles)
+    assert magnitudes[-1] <= 15.2 and magnitudes[-1] > 14.0  # up to 15 degrees, and the range is used
+    assert 0.35 < sum(a > 0 for a in angles) / len(angles) < 0.65 and 0.35 < sum(mirrored) / len(mirrored) < 0.65
+    assert 6.0 < magnitudes[len(magnitudes) // 2] < 9.0  # uniform over [-15, 15]: median magnitude 7.5
 
 
 def test_semantic_combinations_the_official_code_does_not_define_are_refused():
@@ -214,8 +259,12 @@ def test_semantic_combinations_the_official_code_does_not_define_are_refused():
                           ({"objective": "mart", "threat": "l2"}, "mart exists"),
                           ({"semantics": "train-cifar", "threat": "l2"}, "train-cifar"),
                           ({"objective": "pgd-at", "distance": "RKLsqrt"}, "infinite"),
+                          ({"objective": "pgd-at", "distance": "RKLsqrt", "label_smoothing": 0.1}, "infinite"),
+                          ({"objective": "score", "distance": "RKLsqrt"}, "infinite"),
                           ({"objective": "pgd-at", "cutmix": True}, "cutmix"),
                           ({"objective": "trades", "clip_value": 0.1}, "clip_value"),
                           ({"distance": "L7x"}, "unknown distance")]:
         with pytest.raises(ConfigError, match=match):
             make_config(values)
+    # RKLsqrt to smoothed labels is finite: SCORE with label smoothing accepts it
+    assert make_config({"objective": "score", "distance": "RKLsqrt", "label_smoothing": 0.1}).distance_name == "RKLsqrt"

@@ -2,7 +2,8 @@
 
 import json
 import math
-import warnings
+import re
+import tomllib
 
 import numpy as np
 import pytest
@@ -10,42 +11,31 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from harness.data import load_arrays
-from training import TrainingDivergedError, load_recipe, make_config, train
+from harness.data import to_float_tensor
+from training import TrainingDivergedError, load_recipe, train
 from training.checkpoint import load_checkpoint
-from training.augment import crop_flip
 from training.data import BatchPlan, TrainData, load_generated
+from training.recipes import RECIPE_DIR
+from training_helpers import bundled_images, metrics_records, tiny_config, tiny_data
 from zoo.errors import ConfigError, DataError
-
-TINY = {"architecture": "wrn-10-1-swish", "batch_size": 32, "attack_steps": 2, "attack_step_size": 4 / 255,
-        "eval_attack_steps": 2, "eval_batch_size": 64, "lr": 0.1, "checkpoint_every": 0, "epochs": 2,
-        "lr_schedule_unit": "step"}
 
 
 @pytest.fixture(scope="module")
 def cifar():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_arrays("cifar10", "test", None)
-
-
-def _data(cifar, n=160, holdout=32, generated=""):
-    x, y = cifar
-    return TrainData.from_arrays(x[:n], y[:n], "cifar10", holdout_size=holdout, generated_data=generated)
-
-
-def _cfg(**kw):
-    return make_config({**TINY, **kw})
+    return bundled_images()
 
 
 def test_short_run_lowers_loss_and_writes_a_loadable_model(cifar, tmp_path):
-    data = _data(cifar, n=352, holdout=32)
-    run = train(_cfg(epochs=4, batch_size=64, lr=0.2), tmp_path / "run", data=data, progress=False)
+    data = tiny_data(cifar, n=352, holdout=32)
+    run = train(tiny_config(epochs=4, batch_size=64, lr=0.2), tmp_path / "run", data=data, progress=False)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1, 2, 3]
     assert records[-1]["train_loss"] < records[0]["train_loss"] - 0.01
-    assert all(0 <= r["holdout_robust_acc"] <= r["holdout_clean_acc"] <= 100 for r in records)
-    model = zoo.load_model(run / "model")
+    model = zoo.load_model(run / "model")  # the released model of the last epoch, evaluated on the held-out images
+    with torch.no_grad():
+        correct = (model(to_float_tensor(data.holdout_x.numpy())).argmax(1) == data.holdout_y).sum().item()
+    assert records[-1]["holdout_clean_acc"] == pytest.approx(100 * correct / len(data.holdout_y))
+    assert all(r["holdout_robust_acc"] <= r["holdout_clean_acc"] for r in records)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     assert zoo.read_config(run / "model")["threat_model"] == "Linf"
     assert (run / "model-best" / "model.safetensors").is_file() and (run / "curves.png").stat().st_size > 1000
@@ -61,8 +51,8 @@ def test_short_run_lowers_loss_and_writes_a_loadable_model(cifar, tmp_path):
     {"objective": "score", "distance": "JSsqrt"},
 ], ids=["mart", "train-cifar-score-lse-clip", "train-cifar-pgd-at", "trades-cutmix", "score-jssqrt"])
 def test_each_new_objective_lowers_its_loss(cifar, tmp_path, values):
-    data = _data(cifar, n=288, holdout=32)
-    run = train(_cfg(epochs=3, batch_size=64, lr=0.2, eval_every=3, test_clean_every=0, **values), tmp_path / "run",
+    data = tiny_data(cifar, n=288, holdout=32)
+    run = train(tiny_config(epochs=3, batch_size=64, lr=0.2, eval_every=3, test_clean_every=0, **values), tmp_path / "run",
                 data=data, progress=False)
     losses = [json.loads(line)["train_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
@@ -75,8 +65,8 @@ def test_first_step_sets_bn_statistics_from_its_own_batches(cifar, tmp_path):
     from training.trainer import step_generator
     from training.data import to_float
 
-    data = _data(cifar, n=96, holdout=32)
-    cfg = _cfg(epochs=1, batch_size=32)
+    data = tiny_data(cifar, n=96, holdout=32)
+    cfg = tiny_config(epochs=1, batch_size=32)
     train(cfg, tmp_path / "run", data=data, progress=False, stop_after_steps=1)
     trained = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
 
@@ -104,7 +94,7 @@ def test_selection_uses_the_first_training_images_and_keeps_the_later_of_tied_ep
     assert torch.equal(data.holdout_x, torch.from_numpy(x[:32])) and torch.equal(data.real_x, torch.from_numpy(x[32:96]))
     test_file = tmp_path / "cifar10_test.npz"
     np.savez(test_file, x=x[-64:], y=y[-64:])
-    cfg = _cfg(epochs=3, lr=1e-6, eval_attack_steps=1, test_data=str(test_file), test_clean_every=1,
+    cfg = tiny_config(epochs=3, lr=1e-6, eval_attack_steps=1, test_data=str(test_file), test_clean_every=1,
                test_robust_every=2)
     run = train(cfg, tmp_path / "run", data=data, progress=False)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -117,8 +107,8 @@ def test_selection_uses_the_first_training_images_and_keeps_the_later_of_tied_ep
 
 
 def test_resume_reaches_the_same_weights(cifar, tmp_path):
-    data = _data(cifar, n=160, holdout=32)  # 5 steps per epoch, 10 in all
-    cfg = _cfg(checkpoint_every=3)
+    data = tiny_data(cifar, n=160, holdout=32)  # 5 steps per epoch, 10 in all
+    cfg = tiny_config(checkpoint_every=3)
     straight = train(cfg, tmp_path / "a", data=data, progress=False)
     # stop mid-epoch 2 (after step 6), then resume in a fresh call
     train(cfg, tmp_path / "b", data=data, progress=False, stop_after_steps=6)
@@ -132,22 +122,23 @@ def test_resume_reaches_the_same_weights(cifar, tmp_path):
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
     fa, fb = load_file(straight / "model" / "model.safetensors"), load_file(resumed / "model" / "model.safetensors")
     assert all(torch.equal(fa[k], fb[k]) for k in fa)
-    assert (straight / "metrics.jsonl").read_text().count("\n") == (resumed / "metrics.jsonl").read_text().count("\n") == 2
+    records = metrics_records(straight / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [0, 1] and metrics_records(resumed / "metrics.jsonl") == records
 
 
 def test_run_directory_rules(cifar, tmp_path):
-    data = _data(cifar, n=96, holdout=32)
-    cfg = _cfg(epochs=1)
+    data = tiny_data(cifar, n=96, holdout=32)
+    cfg = tiny_config(epochs=1)
     train(cfg, tmp_path / "run", data=data, progress=False, stop_after_steps=1)
     with pytest.raises(ConfigError, match="already exists; pass --resume"):
         train(cfg, tmp_path / "run", data=data, progress=False)
     with pytest.raises(ConfigError, match=r"different config \(beta: 3.0 -> 4.0"):
-        train(_cfg(epochs=1, beta=4.0), tmp_path / "run", data=data, progress=False, resume=True)
+        train(tiny_config(epochs=1, beta=4.0), tmp_path / "run", data=data, progress=False, resume=True)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar, tmp_path):
-    data = _data(cifar, n=160, holdout=32)
-    cfg = _cfg(lr=1e30, warmup_fraction=0.0, checkpoint_every=1, objective="pgd-at")
+    data = tiny_data(cifar, n=160, holdout=32)
+    cfg = tiny_config(lr=1e30, warmup_fraction=0.0, checkpoint_every=1, objective="pgd-at")
     with pytest.raises(TrainingDivergedError, match="the loss became nan.*last good checkpoint is .*checkpoint.pt"):
         train(cfg, tmp_path / "run", data=data, progress=False)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
@@ -176,7 +167,7 @@ def test_generated_data_is_mixed_at_the_given_fraction(cifar, tmp_path):
     rng = np.random.default_rng(0)
     path = _write_npz(tmp_path / "gen.npz", rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8),
                       rng.integers(0, 10, 50))
-    data = _data(cifar, n=96, holdout=32, generated=path)
+    data = tiny_data(cifar, n=96, holdout=32, generated=path)
     plan = BatchPlan(data, batch_size=32, generated_fraction=0.75, seed=0)
     # the official sampler: 32 - int(32 * 0.75) = 8 real images per batch, ceil((64 + 32 held out) / 32) = 3 batches
     real, gen, order = plan.indices(epoch=0, step=1)
@@ -192,7 +183,7 @@ def test_generated_data_is_mixed_at_the_given_fraction(cifar, tmp_path):
     x0, _ = plan.batch(0, 1, rank=0, world_size=2)
     x1, _ = plan.batch(0, 1, rank=1, world_size=2)
     assert len(x0) == len(x1) == 16 and torch.equal(torch.cat([x0, x1]).sort(0)[0], x.sort(0)[0])
-    run = train(_cfg(epochs=1, generated_data=path, generated_fraction=0.5), tmp_path / "run", data=data, progress=False)
+    run = train(tiny_config(epochs=1, generated_data=path, generated_fraction=0.5), tmp_path / "run", data=data, progress=False)
     assert (run / "model" / "model.safetensors").is_file()
 
 
@@ -211,18 +202,21 @@ def test_recipes_load_and_unknown_keys_are_refused(tmp_path):
         load_recipe("cifar10-linf-tiny", {"epochs": "many"})
 
 
+def test_every_recipe_value_says_where_it_comes_from():
+    """Each value line of every shipped recipe carries [official], [paper] or [ours] in its comment."""
+    for path in sorted(RECIPE_DIR.glob("*.toml")):
+        lines = path.read_text().splitlines()
+        keys = [k for k in tomllib.loads(path.read_text()) if k not in ("base", "description")]
+        assert keys, path.name
+        for key in keys:
+            [line] = [ln for ln in lines if re.match(rf"{key}\s*=", ln)]
+            assert re.search(r"#.*\[(official|paper|ours)\]", line), f"{path.name}: {line}"
+
+
 def test_without_generated_data_batches_are_shuffled_passes_with_a_short_last_chunk(cifar):
-    plan = BatchPlan(_data(cifar, n=96, holdout=32), batch_size=24, generated_fraction=0.0, seed=3)
+    plan = BatchPlan(tiny_data(cifar, n=96, holdout=32), batch_size=24, generated_fraction=0.0, seed=3)
     batches = [plan.indices(0, s)[0] for s in range(plan.steps_per_epoch)]  # ceil((64 + 32 held out) / 24) = 4
     assert [len(b) for b in batches] == [24, 24, 16, 24]  # the fourth batch starts a new pass
     assert sorted(np.concatenate(batches[:3]).tolist()) == list(range(64))
     assert not np.array_equal(np.concatenate(batches), np.concatenate([plan.indices(1, s)[0] for s in range(3)]))
 
-
-def test_augmentation_keeps_shape_and_values():
-    x = torch.rand(6, 3, 32, 32)
-    out = crop_flip(x, torch.Generator().manual_seed(0))
-    assert out.shape == x.shape
-    # every output is a (possibly flipped) shifted window: its non-padding pixels come from x
-    assert set(out.flatten().tolist()) <= set(x.flatten().tolist()) | {0.0}
-    assert not math.isclose(out.sum().item(), x.sum().item())

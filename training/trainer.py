@@ -42,6 +42,7 @@ from .bn import set_bn_momentum
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, make_config
 from .data import BatchPlan, TrainData, to_float
+from .determinism import deterministic_training
 from .ema import EMA
 from .metrics import append_metrics, plot_metrics, read_metrics, truncate_metrics
 from .monitor import accuracy
@@ -151,8 +152,9 @@ def train(config: TrainConfig | dict, out_dir: str | Path, resume: bool = False,
     """
     cfg = config if isinstance(config, TrainConfig) else make_config(config)
     run_dir = Path(out_dir)
-    with devices.joined(devices.placement(device)) as group:
-        return _train(cfg, run_dir, resume, data, group, stop_after_steps, progress)
+    where = devices.placement(device)  # decided without starting CUDA, so determinism can still set cuBLAS up
+    with deterministic_training(cfg.deterministic, where.is_cuda) as determinism, devices.joined(where) as group:
+        return _train(cfg, run_dir, resume, data, group, stop_after_steps, progress, determinism)
 
 
 def load_test_split(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -196,7 +198,7 @@ def _epoch_evaluation(cfg: TrainConfig, model: nn.Module, data: TrainData, test:
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None, group: devices.Group,
-           stop_after_steps: int | None, progress: bool) -> Path:
+           stop_after_steps: int | None, progress: bool, determinism: dict) -> Path:
     device = torch.device(group.where.device)
     ckpt = _prepare_run_dir(run_dir, cfg, resume)
     group.barrier()  # every rank has checked the run directory before rank 0 writes into it
@@ -208,10 +210,6 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         raise ConfigError(f"this recipe mixes generated images (generated_fraction={cfg.generated_fraction}); "
                           "pass --set generated_data=PATH to an .npz with image and label arrays "
                           "(or --set generated_fraction=0)")
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = False
     torch.manual_seed(cfg.seed + group.rank)
 
     if data is None:
@@ -239,6 +237,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
     epoch, start_step, global_step = 0, 0, 0
     best = {"holdout_robust_acc": -1.0, "epoch": -1}
     stats = _EpochStats()
+    resumed_lr = None  # (lr, momentum) at the start of the epoch a mid-epoch checkpoint resumes into
     if ckpt is not None:
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
@@ -248,6 +247,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         epoch, start_step, global_step = ckpt["epoch"], ckpt["step"], ckpt["global_step"]
         best = dict(ckpt["best"])
         stats = _EpochStats(**ckpt["epoch_stats"])
+        resumed_lr = ckpt.get("epoch_lr")
     released = ema.model if ema is not None else raw
     # the very first step initialises BatchNorm's running statistics (momentum 1.0 for all its forwards)
     first_step_init = cfg.bn_first_batch_init and global_step == 0
@@ -258,7 +258,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
         atomic_write_json(run_dir / RUN_CONFIG_NAME, cfg.to_dict())
         atomic_write_json(run_dir / "run_info.json", {
             "torch": torch.__version__, "python": platform.python_version(), "score_zoo": zoo.__version__,
-            "world_size": group.world_size, "device": str(device), "bf16": bf16,
+            "world_size": group.world_size, "device": str(device), "bf16": bf16, "determinism": determinism,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resumed_from_step": global_step, "train_images": len(data.real_x), "steps_per_epoch": plan.steps_per_epoch,
             "generated_images": 0 if data.gen_x is None else len(data.gen_x), "holdout_images": len(data.holdout_x),
@@ -273,14 +273,15 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, data: TrainData | None
                 "global_step": global_step, "model": raw.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
-                "best": best, "epoch_stats": stats.as_dict()})
+                "best": best, "epoch_stats": stats.as_dict(), "epoch_lr": [epoch_lr, epoch_momentum]})
 
     while epoch < cfg.epochs:
         raw.train()
         bar = tqdm(total=plan.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    file=sys.stderr, disable=not (progress and group.is_main), dynamic_ncols=True, leave=True)
         epoch_start = time.time()
-        epoch_lr, epoch_momentum = optimizer.param_groups[0]["lr"], optimizer.param_groups[0].get("momentum")
+        epoch_lr, epoch_momentum = resumed_lr if start_step and resumed_lr else (
+            optimizer.param_groups[0]["lr"], optimizer.param_groups[0].get("momentum"))
         for step in range(start_step, plan.steps_per_epoch):
             x_u8, y = plan.batch(epoch, step, group.rank, group.world_size)
             gen = step_generator(cfg.seed, epoch, step, group.rank, torch.device("cpu"))
