@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -41,7 +40,7 @@ from harness.attack import set_iterations
 from harness.data import load_tensors
 from harness.evaluation import evaluate
 from harness.threat_models import resolve_eps
-from zoo.devices import cpu_cores, resolve_device
+from zoo.devices import cpu_cores, cpu_name, resolve_device
 
 
 def _sync(device: str) -> None:
@@ -162,7 +161,7 @@ def main() -> None:
         times["harness (defaults)"].append(seconds)
 
     where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
-             else f"{platform.processor() or platform.machine()}, {cpu_cores()} cores")
+             else f"{cpu_name()}, {cpu_cores()} cores")
     print(f"{args.model}, {args.n} images ({'bundled subset' if args.data_dir is None else args.data_dir}), "
           f"batch {args.batch_size}, {args.threat_model} {eps_text}, AutoAttack standard"
           + (f", {args.n_iter} iterations (smoke run, not a measurement)" if args.n_iter else ""))

@@ -140,3 +140,13 @@ def test_every_command_refuses_a_bad_device_in_one_line(argv, tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "device" in lines[0].lower(), result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_cpu_name_reads_the_model_and_its_widest_vector_extension(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert devices.cpu_name(str(info)) == "AMD EPYC (AVX512-BF16)"
+    info.write_text("model name\t: Intel Xeon\nflags\t\t: fpu avx2\n")
+    assert devices.cpu_name(str(info)) == "Intel Xeon (AVX2)"
+    assert devices.cpu_name(str(tmp_path / "none"))  # no /proc: the platform's name

@@ -183,12 +183,33 @@ def use_device(device: str) -> None:
         torch.cuda.set_device(torch.device(device))
 
 
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name and its widest vector extension, e.g. ``AMD EPYC (AVX512-BF16)``."""
+    name, flags = "", set()
+    try:
+        for line in open(cpuinfo, errors="replace"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine()
+    for flag, label in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"),
+                        ("avx2", "AVX2")):
+        if flag in flags:
+            return f"{name} ({label})"
+    return name
+
+
 def describe(devices: list[str], threads: int | None = None) -> str:
     """A readable description of where work ran, GPUs named, for provenance."""
     if devices and devices[0].startswith("cuda"):
         label = ", ".join(sorted({f"{d} ({torch.cuda.get_device_name(torch.device(d))})" for d in devices}))
     else:
-        label = f"cpu ({platform.processor() or platform.machine()}"
+        label = f"cpu ({cpu_name()}"
         label += f", {threads if threads else torch.get_num_threads()} thread(s)"
         label += " each)" if len(devices) > 1 else ")"
     return label + (f" x{len(devices)} worker processes" if len(devices) > 1 else "")
