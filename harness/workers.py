@@ -2,7 +2,9 @@
 
 Each worker gets the job once (model and data travel through shared memory),
 makes its device current, then takes tasks one at a time and sends back each
-record after saving it to the state dir. Tasks are handed out the moment they
+record, after saving it to the state dir, through a pipe of its own (so a
+worker killed in the middle of a message breaks only its own channel, which
+then reads as that worker's death). Tasks are handed out the moment they
 are formed (see ``stages``), so workers do not wait for each other at attack
 boundaries; since every chunk is seeded alike and formed alike, the result is
 the one of a single process. When a worker fails or is killed, no new tasks are
@@ -18,8 +20,8 @@ import pickle
 import queue
 import signal
 import sys
-import time
 import traceback
+from multiprocessing.connection import wait
 from typing import Callable
 
 import torch
@@ -30,8 +32,7 @@ from zoo.errors import ConfigError, ScoreZooError
 from .attack import Job
 from .stages import Task
 
-_POLL_S = 0.5
-_GRACE_S = 5.0  # how long a finished process's last message may take to arrive
+_EXIT_WAIT_S = 5.0  # how long a worker whose channel closed may take to report its exit code
 
 
 class WorkerError(ScoreZooError):
@@ -54,8 +55,7 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    procs, inboxes = [], []
+    procs, inboxes, channels = [], [], []
     todo: list[Task] = []
     inflight: dict[int, Task] = {}      # worker -> task it is running
     idle: list[int] = []
@@ -63,17 +63,20 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
     try:
         for wid, device in enumerate(workers):
             inboxes.append(ctx.Queue())
+            channel, sender = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, name=f"score-harness-worker-{wid}", daemon=True,
-                               args=(wid, job, device, threads, state, os.getpid(), inboxes[wid], results))
+                               args=(wid, job, device, threads, state, os.getpid(), inboxes[wid], sender))
             try:
                 proc.start()
             except (pickle.PicklingError, AttributeError, TypeError) as e:
                 raise UnpicklableModelError(f"the model cannot be sent to worker processes ({type(e).__name__}: {e}); "
                                             "evaluate it with --workers 1") from None
+            finally:
+                sender.close()  # the worker holds the only sending end: its death closes the channel
             procs.append(proc)
+            channels.append(channel)
             idle.append(wid)
         todo += next_tasks()  # only once every worker started: a model that cannot travel leaves the plan untouched
-        gone: dict[int, float] = {}
         while True:
             while idle and todo and failure is None:
                 wid = idle.pop(0)
@@ -81,23 +84,21 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
                 inboxes[wid].put(inflight[wid])
             if not inflight:
                 break
-            try:
-                kind, wid, payload = results.get(timeout=_POLL_S)
-            except queue.Empty:
-                for wid, task in list(inflight.items()):
-                    code = procs[wid].exitcode
-                    if code is None or (code == 0 and time.monotonic() - gone.setdefault(wid, time.monotonic()) < _GRACE_S):
-                        continue
-                    del inflight[wid]
+            for channel in wait([channels[wid] for wid in inflight]):
+                wid = channels.index(channel)
+                task = inflight.pop(wid)
+                try:
+                    kind, payload = channel.recv()
+                except (EOFError, OSError, pickle.UnpicklingError):  # gone, maybe in the middle of a message
+                    procs[wid].join(_EXIT_WAIT_S)
                     failure = failure or WorkerError(_death(wid, len(procs), procs[wid], task))
-                continue
-            task = inflight.pop(wid)
-            idle.append(wid)
-            if kind == "done":
-                on_done(task, payload)
-                todo += next_tasks()
-            else:
-                failure = failure or payload
+                    continue
+                idle.append(wid)
+                if kind == "done":
+                    on_done(task, payload)
+                    todo += next_tasks()
+                else:
+                    failure = failure or payload
         if failure is not None:
             raise failure
         if not finished():
@@ -115,11 +116,12 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
 
 def _death(wid: int, count: int, proc, task: Task) -> str:
     code = proc.exitcode
-    how = (f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
+    how = ("closed its channel" if code is None else
+           f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
     return f"worker {wid + 1} of {count} (pid {proc.pid}) {how} while running {task.name}"
 
 
-def _worker_main(wid: int, job: Job, device: str, threads: int | None, state, parent: int, inbox, results) -> None:
+def _worker_main(wid: int, job: Job, device: str, threads: int | None, state, parent: int, inbox, channel) -> None:
     """A worker: run the tasks it is given until told to stop (``None``) or the parent is gone."""
     _die_with_parent(parent)
     if threads:
@@ -132,9 +134,9 @@ def _worker_main(wid: int, job: Job, device: str, threads: int | None, state, pa
                 record = job.run(net, task, device)
                 if state is not None:
                     state.save(task, record)
-                results.put(("done", wid, record))
+                channel.send(("done", record))
     except BaseException as e:  # everything goes back to the parent, which decides what the user sees
-        results.put(("error", wid, _portable(e, wid, task)))
+        channel.send(("error", _portable(e, wid, task)))
 
 
 def _next(inbox, parent: int):
