@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from zoo.cli_support import ErrorHandlingGroup, echo_json
@@ -143,6 +145,55 @@ def recipes_cmd(as_json):
     width = max(len(n) for n in names)
     for name in names:
         click.echo(f"{name.ljust(width)}  {recipe_description(name)}")
+
+
+@main.command("toy")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Run directory for toy.json and the figures.")
+@click.option("--objectives", default=None, metavar="LIST",
+              help="Comma list of Standard, PGDAT, PGDATconsistent (SCORE), TRADES (default: all four).")
+@click.option("--distance", default=None, metavar="NAME",
+              help="Training distance, the script's --divergence: KL, LSE, JSsqrt, L1, L2, Linf (default: KL).")
+@click.option("--measure-distance", default=None, metavar="NAME",
+              help="Distance of R_SCORE and R_standard, the script's --divergence_C (default: L1).")
+@click.option("--iterations", type=int, default=None, help="Training iterations (default: 500).")
+@click.option("--seed", type=int, default=None, help="Seed of the model and of every draw (default: 2).")
+@click.option("--samples", default=None, metavar="N0,N1",
+              help="Points of class 0 and class 1 drawn per iteration, also the class priors (default: 50000,10000).")
+@click.option("--workers", type=int, default=None,
+              help="Processes training the objectives side by side (default: one per objective); "
+                   "the results do not depend on it.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print toy.json (final figures and curves) on stdout.")
+def toy_cmd(out_dir, objectives, distance, measure_distance, iterations, seed, samples, workers, no_progress,
+            as_json):
+    """The paper's toy demonstration (Figures 1 and 2): two 1-D Gaussians, four objectives.
+
+    \b
+    Example:
+      score-train toy --out runs/toy
+      score-train toy --out runs/toy-lse --objectives PGDAT,PGDATconsistent --distance LSE --measure-distance L2
+    Writes RUN_DIR/toy.json (settings, C, final figures, curves), posteriors.json,
+    posterior.png, curves.png and objectives.png.
+    """
+    from .toy import run_toy
+    from .toy_settings import ToySettings, parse_counts
+
+    values = {"objectives": tuple(objectives.split(",")) if objectives is not None else None,
+              "distance": distance, "measure_distance": measure_distance, "iterations": iterations, "seed": seed,
+              "counts": parse_counts(samples) if samples is not None else None}
+    settings = ToySettings(**{k: v for k, v in values.items() if v is not None})
+    summary = run_toy(settings, out_dir, workers=workers, progress=not no_progress)
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"C ({summary['C']['distance']}) {summary['C']['value']:.4f}, "
+               f"C ({summary['C_measure']['distance']}) {summary['C_measure']['value']:.4f}")
+    for name, run in summary["objectives"].items():
+        f = run["final"]
+        click.echo(f"{run['label']:<9} |P - P*| mean {f['mean_abs_error']:.4f} max {f['max_abs_error']:.4f}  "
+                   f"R_SCORE {f['R_SCORE']:.4f}  R_standard {f['R_standard']:.4f}")
+    click.echo(str(Path(out_dir) / "toy.json"))
 
 
 if __name__ == "__main__":
