@@ -22,14 +22,13 @@ from pathlib import Path
 from training.recipes import load_recipe
 from training.trainer import train
 from zoo import read_config
-from zoo.studies import mean_std
+from zoo.studies import mean_std, spread
 
 VARIANTS = {"fp32": {"bf16": False}, "bf16": {"bf16": True, "bf16_emulate": True}}
 
 
 def _spread(values: list[float]) -> str:
-    mean, sd = mean_std(values)
-    return f"{mean:+.2f} +- {sd:.2f}"
+    return spread(*mean_std(values), signed=True)
 
 
 def main() -> None:

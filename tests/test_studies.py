@@ -39,6 +39,15 @@ def test_mean_std_and_paired_difference_by_hand():
     assert "clean (10,000 images) | AutoAttack (500 images)" in text
 
 
+
+def test_one_seed_has_no_spread_rather_than_a_zero_one():
+    study = {"runs": [_row("score", 0, 60, 22, 25), _row("trades", 0, 58, 21, 24)]}
+    assert summary(study)["per_objective"]["score"]["clean_acc"] == (60, None, 1)
+    text = markdown(study)
+    assert "| **score** mean ± std (n=1) | | 60.00 (one seed, no spread) |" in text
+    assert "| **score − trades**, paired by seed (n=1) | | +2.00 (one seed, no spread) |" in text
+    assert "± 0.00" not in text
+
 def _register(tmp_path, name, objective, seed, held):
     """A real score-train model directory, a real (short) harness evaluation, a user entry."""
     cfg = make_config({"architecture": "wrn-10-1-swish", "objective": objective, "seed": seed,

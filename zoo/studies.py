@@ -69,9 +69,15 @@ def build_study(names: list[str], out: str | Path, description: str, data: str,
     return study
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value: one seed has no spread)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def spread(mean: float, std: float | None, signed: bool = False) -> str:
+    """``mean ± std`` as the tables print it; a single value says it has no spread."""
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    return f"{text} ± {std:.2f}" if std is not None else f"{text} (one seed, no spread)"
 
 
 def summary(study: dict) -> dict:
@@ -105,10 +111,10 @@ def markdown(study: dict) -> str:
     for obj in s["objectives"]:
         p = s["per_objective"][obj]
         lines.append(f"| **{obj}** mean ± std (n={p['clean_acc'][2]}) | | "
-                     + " | ".join(f"{p[m][0]:.2f} ± {p[m][1]:.2f}" for m, _ in METRICS) + " |")
+                     + " | ".join(spread(*p[m][:2]) for m, _ in METRICS) + " |")
     if s["paired"]:
         a, b = s["objectives"][:2]
-        cells = [f"{v[0]:+.2f} ± {v[1]:.2f}" if v else "n/a" for v in (s["paired"][m] for m, _ in METRICS)]
+        cells = [spread(*v[:2], signed=True) if v else "n/a" for v in (s["paired"][m] for m, _ in METRICS)]
         n = next(v[2] for v in s["paired"].values() if v)
         lines.append(f"| **{a} − {b}**, paired by seed (n={n}) | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
