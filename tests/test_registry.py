@@ -43,6 +43,14 @@ def test_user_registry_adds_and_overrides(tmp_path, monkeypatch):
     assert len(json.loads(path.read_text())["entries"]) == 2
 
 
+def test_an_entry_written_with_one_study_reads_as_a_list_of_studies():
+    base = registry.get_entry("cifar10-linf").to_dict()
+    base.pop("studies")
+    old = registry.entry_from_dict(dict(base, study="studies/a.json"), "test", builtin=False)
+    assert old.studies == ["studies/a.json"] and "study" not in old.to_dict()
+    assert registry.entry_from_dict(dict(base, study=None), "test", builtin=False).studies == []
+
+
 def test_malformed_user_registry(tmp_path, monkeypatch):
     path = tmp_path / "reg.json"
     monkeypatch.setenv(registry.REGISTRY_ENV, str(path))

@@ -84,7 +84,7 @@ def test_study_from_registered_runs_is_written_and_shown_in_the_card(tmp_path, m
     assert all((tmp_path / "evals" / f"{r['entry']}.json").is_file() for r in study["runs"])
     assert "paired by seed (n=2)" in res.output and "+2.50 ± 2.12" in res.output  # held-out: 1, 4
     entry = get_entry("score-s0")
-    card = render_card(Entry(**{**entry.to_dict(), "study": str(out), "builtin": False}))
+    card = render_card(Entry(**{**entry.to_dict(), "studies": [str(out)], "builtin": False}))
     assert "## Seeds" in card and markdown(study) in card and "Data: 8 images" in card
 
 

@@ -105,12 +105,13 @@ def _report(reg) -> None:
 @click.option("--data-note", default="", help="What the evaluation data is, for the card.")
 @click.option("--baseline", "baselines", multiple=True, metavar="NAME",
               help="Entry to compare with in the card (repeatable).")
-@click.option("--study", default=None, metavar="FILE",
-              help="Multi-seed study file the entry belongs to (see `score-zoo study`); its card shows it.")
+@click.option("--study", "studies", multiple=True, metavar="FILE",
+              help="Multi-seed study file the entry belongs to (see `score-zoo study`; repeatable); its card shows "
+                   "each.")
 @click.option("--overwrite", is_flag=True, help="Replace an entry of the same name.")
 @click.option("--no-progress", is_flag=True)
 def register_cmd(run_dir, name, builtin, which, n_examples, clean_n_examples, data_dir, version, attacks, n_iter,
-                 batch_size, seed, device, description, data_note, baselines, study, overwrite, no_progress):
+                 batch_size, seed, device, description, data_note, baselines, studies, overwrite, no_progress):
     """Evaluate a finished run and register it as a zoo entry with its model card.
 
     \b
@@ -124,7 +125,7 @@ def register_cmd(run_dir, name, builtin, which, n_examples, clean_n_examples, da
                                 clean_n_examples=clean_n_examples, data_dir=data_dir, version=version,
                                 attacks=attacks.split(",") if attacks else None, n_iter=n_iter, seed=seed,
                                 batch_size=batch_size, device=device, description=description, data_note=data_note,
-                                baselines=tuple(baselines), study=study, overwrite=overwrite, progress=not no_progress)
+                                baselines=tuple(baselines), studies=studies, overwrite=overwrite, progress=not no_progress)
     if registration is not None:  # None on the other processes under torchrun
         _report(registration)
 

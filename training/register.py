@@ -88,13 +88,13 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
                  n_examples: int | None = None, clean_n_examples: int | None = None, data_dir=None,
                  version: str = "standard", attacks: list[str] | None = None, n_iter: int | None = None,
                  seed: int = 0, batch_size: int = 500, device: str | None = None, description: str = "",
-                 data_note: str = "", baselines: tuple[str, ...] = (), study: str | None = None,
+                 data_note: str = "", baselines: tuple[str, ...] = (), studies: tuple[str, ...] = (),
                  overwrite: bool = False, progress: bool = True) -> Registration | None:
     """Evaluate ``run_dir/which`` and register it as zoo entry ``name``.
 
     AutoAttack runs on the first ``n_examples`` test images; clean accuracy is
     measured on the first ``clean_n_examples`` (default: the same images).
-    ``study`` names the multi-seed study file the entry belongs to (its card shows it).
+    ``studies`` names the multi-seed study files the entry belongs to (its card shows them).
     Under torchrun the processes share the evaluation, rank 0 alone writes the
     model, entry and card, and the other processes return None.
     """
@@ -148,7 +148,7 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
                                            f"on {config['dataset']} ({threat_model} {result.evaluation.eps_text}), "
                                            "trained with score-train.",
                 evaluations=[f"evaluations/{result_path.name}" if builtin else str(result_path)],
-                baselines=list(baselines), study=study, builtin=builtin)
+                baselines=list(baselines), studies=list(studies), builtin=builtin)
             entry_path = registry.write_builtin_entry(entry) if builtin else registry.add_user_entry(entry)
             card_path = write_card(entry, cards_dir)
             registration = Registration(entry, entry_path, model_dir, result_path, card_path)

@@ -342,15 +342,17 @@ def _comparison_section(entry: Entry) -> list[str]:
 
 
 def _study_section(entry: Entry) -> list[str]:
-    """The entry's multi-seed study: per-seed results, mean ± std per objective and the paired difference."""
-    if not entry.study:
+    """The entry's multi-seed studies: per-seed results, mean ± std per objective and the paired difference."""
+    if not entry.studies:
         return []
     from .studies import load_study, markdown
 
-    path = Path(entry.study)
-    study = load_study(path if path.is_absolute() else BUILTIN_DIR / path)
-    return ["## Seeds", "", study.get("description", ""), "", markdown(study), "",
-            f"Data: {study['data']}", ""]
+    lines = ["## Seeds", ""]
+    for name in entry.studies:
+        path = Path(name)
+        study = load_study(path if path.is_absolute() else BUILTIN_DIR / path)
+        lines += [study.get("description", ""), "", markdown(study), "", f"Data: {study['data']}", ""]
+    return lines
 
 
 def render_body(entry: Entry, evaluations: list[dict]) -> str:

@@ -52,7 +52,7 @@ class Entry:
     description: str = ""
     evaluations: list = field(default_factory=list)
     baselines: list = field(default_factory=list)
-    study: str | None = None          # multi-seed study file (entries/studies/NAME.json) this entry belongs to
+    studies: list = field(default_factory=list)  # multi-seed study files (entries/studies/NAME.json) it belongs to
     builtin: bool = True
 
     @property
@@ -97,6 +97,8 @@ _FIELDS = {f.name for f in dataclasses.fields(Entry)}
 
 def entry_from_dict(data: dict, origin: str, builtin: bool) -> Entry:
     """Validate a dict from a registry file and turn it into an ``Entry``."""
+    if "study" in data:  # the single-study spelling of entries written before studies were a list
+        data = {k: v for k, v in data.items() if k != "study"} | {"studies": [data["study"]] if data["study"] else []}
     unknown = set(data) - _FIELDS
     if unknown:
         raise ConfigError(f"{origin}: unknown entry field(s) {', '.join(sorted(unknown))}")
