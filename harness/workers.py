@@ -47,6 +47,9 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
                 threads: int | None, state, on_done: Callable[[Task, dict], None]) -> None:
     """Run tasks with one process per entry of ``workers`` (their devices) until ``finished()``.
 
+    Each worker runs on ``threads`` CPU threads, more for a task handed out
+    while fewer tasks are ready than workers idle (``task_threads``).
+
     ``next_tasks()`` returns the tasks that became ready; ``on_done(task, record)``
     is called in this process as tasks finish. Raises the worker's own error
     (``ScoreZooError``), ``WorkerError`` for a death, or ``UnpicklableModelError``
@@ -65,7 +68,7 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
             inboxes.append(ctx.Queue())
             channel, sender = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, name=f"score-harness-worker-{wid}", daemon=True,
-                               args=(wid, job, device, threads, state, os.getpid(), inboxes[wid], sender))
+                               args=(wid, job, device, state, os.getpid(), inboxes[wid], sender))
             try:
                 proc.start()
             except (pickle.PicklingError, AttributeError, TypeError) as e:
@@ -78,10 +81,11 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
             idle.append(wid)
         todo += next_tasks()  # only once every worker started: a model that cannot travel leaves the plan untouched
         while True:
+            share = task_threads(threads, len(todo), len(idle), len(procs))
             while idle and todo and failure is None:
                 wid = idle.pop(0)
                 inflight[wid] = todo.pop(0)
-                inboxes[wid].put(inflight[wid])
+                inboxes[wid].put((inflight[wid], share))
             if not inflight:
                 break
             for channel in wait([channels[wid] for wid in inflight]):
@@ -114,6 +118,18 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
             proc.join()
 
 
+def task_threads(threads: int | None, ready: int, idle: int, workers: int) -> int | None:
+    """CPU threads for the tasks about to be handed out: ``threads``, or every worker's threads for a task
+    that is the only one in flight (a pooled stage's single chunk), so that no core waits while it runs.
+
+    The two counts are those of a worker and of one process running the whole
+    evaluation, which give the same per-example results (tested).
+    """
+    if threads and ready == 1 and idle == workers:
+        return threads * workers
+    return threads
+
+
 def _death(wid: int, count: int, proc, task: Task) -> str:
     code = proc.exitcode
     how = ("closed its channel" if code is None else
@@ -121,16 +137,17 @@ def _death(wid: int, count: int, proc, task: Task) -> str:
     return f"worker {wid + 1} of {count} (pid {proc.pid}) {how} while running {task.name}"
 
 
-def _worker_main(wid: int, job: Job, device: str, threads: int | None, state, parent: int, inbox, channel) -> None:
+def _worker_main(wid: int, job: Job, device: str, state, parent: int, inbox, channel) -> None:
     """A worker: run the tasks it is given until told to stop (``None``) or the parent is gone."""
     _die_with_parent(parent)
-    if threads:
-        torch.set_num_threads(threads)
     task = None
     try:
         devices.use_device(device)
         with job.placed(device) as net:
-            while (task := _next(inbox, parent)) is not None:
+            while (message := _next(inbox, parent)) is not None:
+                task, threads = message
+                if threads:
+                    torch.set_num_threads(threads)
                 record = job.run(net, task, device)
                 if state is not None:
                     state.save(task, record)

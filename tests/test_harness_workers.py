@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.evaluation import evaluate
 from harness.results import EvaluationResult
-from harness.workers import UnpicklableModelError
+from harness.workers import UnpicklableModelError, task_threads
 from harness_helpers import TESTS_DIR, run_cli, unpicklable_model
 
 KW = dict(n_examples=32, batch_size=8, version="custom", attacks=["apgd-ce", "apgd-t"], n_iter=10, seed=3,
@@ -105,3 +105,34 @@ def test_killed_worker_stops_the_run_cleanly_and_the_same_command_resumes(tmp_pa
     reference = _evaluate(workers=1, batch_size=2).evaluation
     assert resumed.per_example == reference.per_example
     assert any("resumed" in w["message"] for w in resumed.warnings)
+
+
+def test_a_task_alone_in_flight_takes_every_workers_threads():
+    assert task_threads(1, ready=1, idle=2, workers=2) == 2 and task_threads(2, ready=1, idle=4, workers=4) == 8
+    assert task_threads(1, ready=1, idle=1, workers=2) == 1  # the other worker is busy
+    assert task_threads(1, ready=3, idle=2, workers=2) == 1 and task_threads(None, ready=1, idle=2, workers=2) is None
+
+
+@pytest.mark.parametrize("arch", ["wrn-10-1-swish", "wrn-34-10", "preact-resnet-18"])
+def test_the_thread_count_does_not_change_logits_or_input_gradients(arch):
+    """What lets a lone task take every core without changing a result: the same bits on 1 thread and on all."""
+    import torch
+
+    import zoo
+    from zoo import devices
+
+    torch.manual_seed(0)
+    model = zoo.create_model(arch).eval().to(memory_format=torch.channels_last)
+    x, y = torch.rand(8, 3, 32, 32), torch.arange(8) % 10
+    before = torch.get_num_threads()
+    seen = []
+    try:
+        for threads in (1, max(2, devices.cpu_cores())):
+            torch.set_num_threads(threads)
+            xx = x.clone().requires_grad_(True)
+            logits = model(xx)
+            grad, = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), xx)
+            seen.append((logits.detach(), grad))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) and torch.equal(g, h) for (a, g), (b, h) in zip(seen, seen[1:]))

@@ -351,7 +351,8 @@ def _study_section(entry: Entry) -> list[str]:
     for name in entry.studies:
         path = Path(name)
         study = load_study(path if path.is_absolute() else BUILTIN_DIR / path)
-        lines += [study.get("description", ""), "", markdown(study), "", f"Data: {study['data']}", ""]
+        lines += [f"### {path.stem}", "", study.get("description", ""), "", markdown(study), "",
+                  f"Data: {study['data']}", ""]
     return lines
 
 
