@@ -54,7 +54,7 @@ def test_robust_gradients_look_like_the_image_and_untrained_ones_do_not():
                                   for a, b in zip(g, edges)]).mean())
 
     robust, untrained = edge_correlation("cifar10-linf-tiny"), edge_correlation("untrained:wrn-10-1-swish")
-    assert robust > 0.1 and robust > untrained + 0.1, (robust, untrained)  # measured: 0.16 against 0.03
+    assert robust > 0.1 and robust > untrained + 0.1, (robust, untrained)  # measured: 0.26 against 0.03
 
 
 def test_show_draws_the_broken_examples_and_a_resumed_run_writes_the_same_file(tmp_path):
