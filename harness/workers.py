@@ -47,8 +47,8 @@ def run_workers(job: Job, next_tasks: Callable[[], list[Task]], finished: Callab
                 threads: int | None, state, on_done: Callable[[Task, dict], None]) -> None:
     """Run tasks with one process per entry of ``workers`` (their devices) until ``finished()``.
 
-    Each worker runs on ``threads`` CPU threads, more for a task handed out
-    while fewer tasks are ready than workers idle (``task_threads``).
+    Each worker runs on ``threads`` CPU threads, and a task that is the only one
+    in flight on every worker's threads (``task_threads``).
 
     ``next_tasks()`` returns the tasks that became ready; ``on_done(task, record)``
     is called in this process as tasks finish. Raises the worker's own error

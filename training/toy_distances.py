@@ -46,9 +46,9 @@ def point_terms(name: str, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return distance(_PER_POINT[name], p, q)
 
 
-def reduce(name: str, terms: torch.Tensor, n_points: int | None = None) -> torch.Tensor:
-    """The official batch reduction of ``point_terms``: their mean over ``n_points`` (default: all); JSsqrt roots it."""
-    mean = terms.sum() / (len(terms) if n_points is None else n_points)
+def reduce(name: str, terms: torch.Tensor) -> torch.Tensor:
+    """The official batch reduction of ``point_terms``: their mean; JSsqrt roots it."""
+    mean = terms.sum() / len(terms)
     return mean.clamp_min(SQRT_FLOOR).sqrt() if name == "JSsqrt" else mean
 
 

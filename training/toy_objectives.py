@@ -75,6 +75,16 @@ def consistent_delta(model: nn.Module, problem: Problem, x: torch.Tensor, start:
     return sign_ascent(terms, start, s.eps, s.alpha, s.attack_steps)
 
 
+def target_delta(model: nn.Module, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor, distance: str,
+                 s: ToySettings) -> torch.Tensor:
+    """The delta maximising D(f(x+delta), target): the official ``attack_pgd`` (target P*(x)) and
+    ``attack_trades`` (target the detached f(x))."""
+    def terms(rows, d):
+        return point_terms(distance, prob(model, x[rows] + d), target[rows])
+
+    return sign_ascent(terms, start, s.eps, s.alpha, s.attack_steps)
+
+
 def training_loss(objective: str, model: nn.Module, problem: Problem, x: torch.Tensor, rng: torch.Generator,
                   s: ToySettings) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One iteration's loss of ``objective`` on the batch ``x`` (with its graph), and its delta (None for Standard).
@@ -90,18 +100,10 @@ def training_loss(objective: str, model: nn.Module, problem: Problem, x: torch.T
         return toy_distance(d, prob(model, x), y), None
     start = uniform_start(x, s.eps, rng)
     if objective == "PGDAT":
-        def terms(rows, dl):
-            return point_terms(d, prob(model, x[rows] + dl), y[rows])
-
-        delta = sign_ascent(terms, start, s.eps, s.alpha, s.attack_steps)
+        delta = target_delta(model, x, y, start, d, s)
         return toy_distance(d, prob(model, x + delta), y), delta
     clean = prob(model, x)  # TRADES: the attack's target and the loss's clean term, computed once
-    target = clean.detach()
-
-    def trades_terms(rows, dl):
-        return point_terms(d, prob(model, x[rows] + dl), target[rows])
-
-    delta = sign_ascent(trades_terms, start, s.eps, s.alpha, s.attack_steps)
+    delta = target_delta(model, x, clean.detach(), start, d, s)
     loss = toy_distance(d, clean, y)
     return loss + s.trades_lambda * toy_distance(d, prob(model, x + delta), y), delta
 
