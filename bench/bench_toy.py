@@ -1,6 +1,7 @@
 """Time `score-train toy` (all four objectives, default settings) against the official script's loop.
 
     python bench/bench_toy.py --iterations 5
+    python bench/bench_toy.py --profile
 
 Both sides run the same number of iterations of every objective at the
 official size (50,000 + 10,000 points per draw): ours is ``run_toy`` with its
@@ -11,6 +12,12 @@ objective after the other, each with its own C, PyTorch's default threads.
 Reported: both wall times, seconds per iteration of all four objectives, and
 the speed-up. Fixed costs (process start, C, figures) are in both totals, so a
 few iterations understate the speed-up of a 500-iteration run.
+
+``--profile`` instead profiles one R_SCORE measurement (the 10-step attack
+every objective runs each iteration over the whole draw) on one thread and
+reports the share of its time that goes to the model's own arithmetic (tanh
+and its backward, the matrix products), which any exact run must pay, and the
+share of everything else.
 """
 
 from __future__ import annotations
@@ -52,12 +59,48 @@ def ours_seconds(objectives, iterations: int, seed: int) -> float:
         return time.perf_counter() - t0
 
 
+MODEL_OPS = {"tanh": ("aten::tanh", "aten::tanh_backward"), "matrix products": ("aten::addmm", "aten::mm")}
+
+
+def profile_measurement(seed: int) -> None:
+    """Print the shares of one official-size R_SCORE measurement's CPU time (one thread) by kind of operation."""
+    from torch.profiler import profile
+
+    from training.toy_objectives import ToyMLP, measure
+    from training.toy_problem import Problem, seeded
+
+    torch.set_num_threads(1)
+    s = ToySettings(seed=seed)
+    problem = Problem(s.counts)
+    model, samples, attacks = seeded(seed, lambda: ToyMLP(s.width))
+    x = problem.sample(samples)
+    measure(model, problem, x, attacks, s)  # warm-up
+    t0 = time.perf_counter()
+    measure(model, problem, x, attacks, s)
+    wall = time.perf_counter() - t0
+    with profile() as prof:
+        measure(model, problem, x, attacks, s)
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values())
+    print(f"one R_SCORE measurement over {len(x):,} points, 10 steps, 1 thread: {wall:.2f} s; "
+          "shares of the profiled CPU time:")
+    shown = 0.0
+    for kind, ops in MODEL_OPS.items():
+        share = sum(self_us.get(op, 0.0) for op in ops) / total
+        shown += share
+        print(f"  {kind:<18} {100 * share:5.1f} %  ({', '.join(ops)})")
+    print(f"  {'everything else':<18} {100 * (1 - shown):5.1f} %")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--iterations", type=int, default=5, help="Iterations of each objective, both sides.")
     p.add_argument("--objectives", default=",".join(OBJECTIVES))
     p.add_argument("--seed", type=int, default=2)
+    p.add_argument("--profile", action="store_true", help="Profile one R_SCORE measurement instead of timing runs.")
     args = p.parse_args()
+    if args.profile:
+        return profile_measurement(args.seed)
     objectives = args.objectives.split(",")
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; {args.iterations} iterations of {', '.join(objectives)}")
