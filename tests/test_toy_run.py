@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from training.checkpoint import load_checkpoint
 from training.cli import main
 from training.toy_figures import TRUTH_COLOR
 
@@ -96,3 +102,65 @@ def test_bad_input_is_one_error_line(tmp_path, args, message):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
     assert not (tmp_path / "r").exists()
+
+
+def _toy(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["toy", "--workers", "1", "--no-progress", *args])
+    return result.exit_code, result.output
+
+
+def _outputs(run) -> tuple[dict, str]:
+    summary = json.loads((run / "toy.json").read_text())
+    return summary["objectives"], (run / "posteriors.json").read_text()
+
+
+def test_a_stopped_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path):
+    args = ["--objectives", "PGDATconsistent,TRADES", "--samples", "200,40", "--iterations", "13", "--seed", "3"]
+    assert _toy("--out", str(tmp_path / "straight"), *args)[0] == 0
+    stopped = tmp_path / "stopped"
+    code, output = _toy("--out", str(stopped), *args, "--stop-after", "4")
+    assert code == 0 and output.strip() == f"{stopped} (stopped after iteration 4; continue with --resume)"
+    assert not (stopped / "toy.json").exists()
+    assert _toy("--out", str(stopped), *args, "--resume", "--stop-after", "11")[0] == 0  # checkpoints at 10, 11
+    assert _toy("--out", str(stopped), *args, "--resume")[0] == 0
+    assert _outputs(stopped) == _outputs(tmp_path / "straight")
+    (stopped / "toy.json").unlink()  # a finished run resumed again rewrites the same outputs from its checkpoints
+    assert _toy("--out", str(stopped), *args, "--resume")[0] == 0
+    assert _outputs(stopped) == _outputs(tmp_path / "straight")
+
+
+@pytest.mark.parametrize("again,message", [
+    ([], "already holds a toy run; pass --resume to continue it, or choose a new --out"),
+    (["--resume", "--iterations", "5"], "cannot resume {out} with different settings (iterations: 2 -> 5)"),
+    (["--resume", "--objectives", "PGDAT"], "with different settings (objectives: ['Standard', 'PGDAT'] -> ['PGDAT'])"),
+    (["--resume", "--stop-after", "0"], "stop-after must be at least 1, not 0"),
+])
+def test_an_existing_run_is_never_overwritten_or_resumed_with_other_settings(tmp_path, again, message):
+    out = tmp_path / "run"
+    base = ["--out", str(out), "--objectives", "Standard,PGDAT", "--samples", "100,20", "--iterations", "2"]
+    assert _toy(*base)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, output = _toy(*base, *again)
+    lines = output.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and message.format(out=out) in lines[0], output
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_numbers(tmp_path):
+    args = ["--objectives", "PGDATconsistent", "--samples", "2500,500", "--iterations", "22", "--workers", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"}
+    run = tmp_path / "killed"
+    killed = subprocess.Popen([sys.executable, "-m", "training", "toy", "--out", str(run), *args], env=env,
+                              cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    text = ""
+    while chunk := killed.stderr.read1(4096).decode(errors="replace"):
+        text += chunk
+        if "| 12/22 " in text:  # iteration 12 done: its last checkpoint is the one after iteration 10
+            killed.send_signal(signal.SIGKILL)
+            break
+    assert killed.wait(timeout=300) == -signal.SIGKILL, text[-2000:]
+    assert load_checkpoint(run / "checkpoints" / "PGDATconsistent.pt")["iteration"] == 10
+    assert not (run / "toy.json").exists()
+    assert _toy("--out", str(run), *args, "--resume")[0] == 0
+    assert _toy("--out", str(tmp_path / "straight"), *args)[0] == 0
+    assert _outputs(run) == _outputs(tmp_path / "straight")

@@ -164,18 +164,23 @@ def recipes_cmd(as_json):
 @click.option("--workers", type=int, default=None,
               help="Processes training the objectives side by side (default: one per objective); "
                    "the results do not depend on it.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its checkpoints (same options).")
+@click.option("--stop-after", type=int, default=None, metavar="N",
+              help="Stop (with checkpoints) after N iterations of each objective; continue later with --resume.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print toy.json (final figures and curves) on stdout.")
-def toy_cmd(out_dir, objectives, distance, measure_distance, iterations, seed, samples, workers, no_progress,
-            as_json):
+def toy_cmd(out_dir, objectives, distance, measure_distance, iterations, seed, samples, workers, resume, stop_after,
+            no_progress, as_json):
     """The paper's toy demonstration (Figures 1 and 2): two 1-D Gaussians, four objectives.
 
     \b
     Example:
       score-train toy --out runs/toy
       score-train toy --out runs/toy-lse --objectives PGDAT,PGDATconsistent --distance LSE --measure-distance L2
+      score-train toy --out runs/toy --resume
     Writes RUN_DIR/toy.json (settings, C, final figures, curves), posteriors.json,
-    posterior.png, curves.png and objectives.png.
+    posterior.png, curves.png and objectives.png; each objective is checkpointed
+    every 10 iterations in RUN_DIR/checkpoints.
     """
     from .toy import run_toy
     from .toy_settings import ToySettings, parse_counts
@@ -184,7 +189,11 @@ def toy_cmd(out_dir, objectives, distance, measure_distance, iterations, seed, s
               "distance": distance, "measure_distance": measure_distance, "iterations": iterations, "seed": seed,
               "counts": parse_counts(samples) if samples is not None else None}
     settings = ToySettings(**{k: v for k, v in values.items() if v is not None})
-    summary = run_toy(settings, out_dir, workers=workers, progress=not no_progress)
+    summary = run_toy(settings, out_dir, workers=workers, progress=not no_progress, resume=resume,
+                      stop_after=stop_after)
+    if summary is None:
+        click.echo(f"{out_dir} (stopped after iteration {stop_after}; continue with --resume)")
+        return
     if as_json:
         echo_json(summary)
         return

@@ -14,11 +14,17 @@ samples, so they go to worker processes, one CPU thread each: on one thread
 every row of a matrix product gets the same bits whatever the batch holds
 (what makes the attack's shortcuts exact, training/toy_attacks.py), and the
 numbers do not depend on the number of workers or cores.
+
+Each objective's state (model, optimiser, random streams, curves) is saved to
+``RUN_DIR/checkpoints/<objective>.pt`` every ten iterations and at its end,
+atomically; ``resume=True`` continues from there and gives the numbers of an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import queue
 import sys
@@ -31,8 +37,9 @@ from tqdm import tqdm
 
 import zoo
 from zoo.errors import ConfigError
-from zoo.fileio import atomic_write_json
+from zoo.fileio import atomic_write_json, read_json
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .toy_figures import FIGURES, write_figures
 from .toy_objectives import ToyMLP, c_draw, measure, prob, training_loss, uniform_start
 from .toy_problem import Problem, seeded
@@ -41,6 +48,8 @@ from .toy_settings import LABELS, ToySettings
 FORMAT = "score-train-toy/1"
 RESULT_NAME = "toy.json"
 POSTERIORS_NAME = "posteriors.json"  # P*(y=0|x) and each model's P(y=0|x) at the final test points
+CHECKPOINTS = "checkpoints"  # RUN_DIR/checkpoints/<objective>.pt and the run's settings.json
+CHECKPOINT_EVERY = 10  # iterations
 
 
 @contextlib.contextmanager
@@ -66,11 +75,14 @@ class Start:
 
 @dataclass
 class Job:
-    """One objective's run, from the shared start."""
+    """One objective's run, from the shared start; ``checkpoint`` is its file, ``stop_after`` its last iteration
+    in this launch (None: the end)."""
 
     objective: str
     settings: ToySettings
     start: Start
+    checkpoint: Path
+    stop_after: int | None = None
 
 
 def prepare(s: ToySettings) -> Start:
@@ -87,8 +99,9 @@ def prepare(s: ToySettings) -> Start:
     return Start({k: v.clone() for k, v in model.state_dict().items()}, samples.get_state(), attacks.get_state(), c)
 
 
-def train_objective(job: Job, tick=None) -> dict:
-    """Train and measure one objective from ``job``; ``tick()`` is called after each iteration."""
+def train_objective(job: Job, tick=None) -> dict | None:
+    """Train and measure one objective from ``job`` (or from its checkpoint); ``tick()`` is called after each
+    iteration. Returns None when the launch stops (``job.stop_after``) before the last iteration."""
     s, problem = job.settings, Problem(job.settings.counts)
     model = ToyMLP(s.width)
     model.load_state_dict(job.start.weights)
@@ -98,7 +111,16 @@ def train_objective(job: Job, tick=None) -> dict:
     attacks.set_state(job.start.attack_state)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=0)
     curves = {"train_loss": [], "R_SCORE": [], "R_standard": []}
-    for _ in range(s.iterations):
+    done = 0
+    if job.checkpoint.is_file():
+        state = load_checkpoint(job.checkpoint)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        samples.set_state(state["samples"])
+        attacks.set_state(state["attacks"])
+        curves, done = state["curves"], state["iteration"]
+    last = s.iterations if job.stop_after is None else min(job.stop_after, s.iterations)
+    for it in range(done + 1, last + 1):
         x = problem.sample(samples)
         opt.zero_grad()
         loss, _ = training_loss(job.objective, model, problem, x, attacks, s)
@@ -107,8 +129,14 @@ def train_objective(job: Job, tick=None) -> dict:
         r_score, r_standard = measure(model, problem, x, attacks, s)
         for key, value in zip(curves, (loss.item(), r_score, r_standard)):
             curves[key].append(value)
+        if it % CHECKPOINT_EVERY == 0 or it == last:
+            save_checkpoint(job.checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                             "samples": samples.get_state(), "attacks": attacks.get_state(),
+                                             "curves": curves, "iteration": it})
         if tick:
             tick()
+    if last < s.iterations:
+        return None
     model.eval()
     x_test = problem.test_points(samples)
     with torch.no_grad():
@@ -130,11 +158,11 @@ def _worker_init(ticks) -> None:
     torch.set_num_threads(1)
 
 
-def _worker_run(job: Job) -> dict:
+def _worker_run(job: Job) -> dict | None:
     return train_objective(job, tick=lambda: _TICKS.put(job.objective))
 
 
-def _run_jobs(jobs: list[Job], workers: int, bar: tqdm) -> list[dict]:
+def _run_jobs(jobs: list[Job], workers: int, bar: tqdm) -> list[dict | None]:
     if workers == 1:
         with one_thread():
             return [train_objective(job, tick=lambda: bar.update(1)) for job in jobs]
@@ -156,28 +184,62 @@ def _run_jobs(jobs: list[Job], workers: int, bar: tqdm) -> list[dict]:
         return [f.result() for f in futures]
 
 
-def run_toy(settings: ToySettings, out_dir: str | Path, workers: int | None = None, progress: bool = True) -> dict:
+def _prepare_out(out: Path, s: ToySettings, resume: bool) -> None:
+    """Create the run directory, or check that it may be resumed with ``s``; write the run's settings."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a run directory")
+    settings_path = out / CHECKPOINTS / "settings.json"
+    if settings_path.is_file() and not resume:
+        raise ConfigError(f"{out} already holds a toy run; pass --resume to continue it, or choose a new --out")
+    if settings_path.is_file():
+        try:
+            stored = read_json(settings_path, "toy settings")
+        except ValueError as e:
+            raise ConfigError(f"{settings_path} is not valid JSON ({e}); choose a new --out") from None
+        now = json.loads(json.dumps(asdict(s)))
+        diffs = [f"{k}: {stored.get(k)!r} -> {now[k]!r}" for k in now if stored.get(k) != now[k]]
+        if diffs:
+            raise ConfigError(f"cannot resume {out} with different settings ({'; '.join(diffs)}); "
+                              "use the original options, or a new --out")
+    (out / CHECKPOINTS).mkdir(parents=True, exist_ok=True)  # now, not after the training
+    atomic_write_json(settings_path, asdict(s))
+
+
+def _iterations_done(path: Path) -> int:
+    return load_checkpoint(path)["iteration"] if path.is_file() else 0
+
+
+def run_toy(settings: ToySettings, out_dir: str | Path, workers: int | None = None, progress: bool = True,
+            resume: bool = False, stop_after: int | None = None) -> dict | None:
     """Run the demonstration; write toy.json, posteriors.json and the figures into ``out_dir``; return the summary.
 
     ``workers`` processes (default: one per objective) train the objectives
-    side by side; the results do not depend on it.
+    side by side; the results do not depend on it. ``resume`` continues the
+    run in ``out_dir`` from its checkpoints (same settings); ``stop_after``
+    ends this launch after that many iterations of each objective (checkpoints
+    written, None returned) unless the run ends first.
     """
     s = settings.checked()
     workers = len(s.objectives) if workers is None else workers
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, not {workers}")
+    if stop_after is not None and stop_after < 1:
+        raise ConfigError(f"stop-after must be at least 1, not {stop_after}")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a run directory")
-    out.mkdir(parents=True, exist_ok=True)  # now, not after the training
+    _prepare_out(out, s, resume)
     with one_thread():
         start = prepare(s)
     # the three attacking objectives first: they take about twice as long as Standard
     order = sorted(s.objectives, key=lambda o: o == "Standard")
-    jobs = [Job(o, s, start) for o in order]
-    with tqdm(total=s.iterations * len(jobs), desc="toy " + ",".join(order), unit="it", file=sys.stderr,
+    jobs = [Job(o, s, start, out / CHECKPOINTS / f"{o}.pt", stop_after) for o in order]
+    last = s.iterations if stop_after is None else min(stop_after, s.iterations)
+    done = sum(min(_iterations_done(job.checkpoint), last) for job in jobs)
+    with tqdm(total=last * len(jobs), initial=done, desc="toy " + ",".join(order), unit="it", file=sys.stderr,
               disable=not progress, dynamic_ncols=True) as bar:
-        runs = {r["objective"]: r for r in _run_jobs(jobs, min(workers, len(jobs)), bar)}
+        results = _run_jobs(jobs, min(workers, len(jobs)), bar)
+    if last < s.iterations:
+        return None
+    runs = {r["objective"]: r for r in results}
     runs = {o: runs[o] for o in s.objectives}
     first = runs[s.objectives[0]]
     posteriors = {"x": first["x_test"], "truth": first["truth"],
