@@ -75,13 +75,13 @@ class Start:
 
 @dataclass
 class Job:
-    """One objective's run, from the shared start; ``checkpoint`` is its file, ``stop_after`` its last iteration
-    in this launch (None: the end)."""
+    """One objective's run, from the shared start; ``checkpoint`` is its file (None: no checkpoints),
+    ``stop_after`` its last iteration in this launch (None: the end)."""
 
     objective: str
     settings: ToySettings
     start: Start
-    checkpoint: Path
+    checkpoint: Path | None = None
     stop_after: int | None = None
 
 
@@ -112,7 +112,7 @@ def train_objective(job: Job, tick=None) -> dict | None:
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=0)
     curves = {"train_loss": [], "R_SCORE": [], "R_standard": []}
     done = 0
-    if job.checkpoint.is_file():
+    if job.checkpoint is not None and job.checkpoint.is_file():
         state = load_checkpoint(job.checkpoint)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -129,7 +129,7 @@ def train_objective(job: Job, tick=None) -> dict | None:
         r_score, r_standard = measure(model, problem, x, attacks, s)
         for key, value in zip(curves, (loss.item(), r_score, r_standard)):
             curves[key].append(value)
-        if it % CHECKPOINT_EVERY == 0 or it == last:
+        if job.checkpoint is not None and (it % CHECKPOINT_EVERY == 0 or it == last):
             save_checkpoint(job.checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                              "samples": samples.get_state(), "attacks": attacks.get_state(),
                                              "curves": curves, "iteration": it})
