@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from zoo.errors import CheckpointError
-from zoo.fileio import atomic_path
+from zoo.errors import CheckpointError, ConfigError
+from zoo.fileio import atomic_path, read_json
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -28,3 +28,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as e:  # torch raises many types for corrupt files
         raise CheckpointError(f"{path} is not a readable training checkpoint ({type(e).__name__}: {e}); "
                               "delete it to start the run again") from None
+
+
+def check_same_config(path: str | os.PathLike, new: dict, run_dir: Path, differ: str, hint: str,
+                      ignored: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError unless the run config stored at ``path`` equals ``new`` (keys in ``ignored`` aside).
+
+    The error names the run and up to four differences as ``key: stored -> new``,
+    e.g. "cannot resume RUN with {differ} (epochs: 2 -> 3); {hint}".
+    """
+    try:
+        stored = read_json(Path(path), "run config")
+    except ValueError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); choose a new --out") from None
+    keys = sorted((set(stored) | set(new)) - set(ignored))
+    diffs = [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in keys if stored.get(k) != new.get(k)]
+    if diffs:
+        raise ConfigError(f"cannot resume {run_dir} with {differ} ({'; '.join(diffs[:4])}"
+                          f"{' ...' if len(diffs) > 4 else ''}); {hint}")

@@ -37,9 +37,9 @@ from tqdm import tqdm
 
 import zoo
 from zoo.errors import ConfigError
-from zoo.fileio import atomic_write_json, read_json
+from zoo.fileio import atomic_write_json
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from .toy_figures import FIGURES, write_figures
 from .toy_objectives import ToyMLP, c_draw, measure, prob, training_loss, uniform_start
 from .toy_problem import Problem, seeded
@@ -192,15 +192,8 @@ def _prepare_out(out: Path, s: ToySettings, resume: bool) -> None:
     if settings_path.is_file() and not resume:
         raise ConfigError(f"{out} already holds a toy run; pass --resume to continue it, or choose a new --out")
     if settings_path.is_file():
-        try:
-            stored = read_json(settings_path, "toy settings")
-        except ValueError as e:
-            raise ConfigError(f"{settings_path} is not valid JSON ({e}); choose a new --out") from None
-        now = json.loads(json.dumps(asdict(s)))
-        diffs = [f"{k}: {stored.get(k)!r} -> {now[k]!r}" for k in now if stored.get(k) != now[k]]
-        if diffs:
-            raise ConfigError(f"cannot resume {out} with different settings ({'; '.join(diffs)}); "
-                              "use the original options, or a new --out")
+        check_same_config(settings_path, json.loads(json.dumps(asdict(s))), out, "different settings",
+                          "use the original options, or a new --out")
     (out / CHECKPOINTS).mkdir(parents=True, exist_ok=True)  # now, not after the training
     atomic_write_json(settings_path, asdict(s))
 

@@ -39,7 +39,7 @@ from harness.data import load_arrays
 
 from .augment import augment, cutmix_x4
 from .bn import set_bn_momentum
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from .config import TrainConfig, make_config
 from .data import BatchPlan, TrainData, to_float
 from .determinism import deterministic_training
@@ -82,19 +82,6 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _IGNORED_ON_RESUME}
-
-
-def _check_same_config(stored: dict, cfg: TrainConfig, run_dir: Path) -> None:
-    new = cfg.to_dict()
-    diffs = [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(_comparable(stored)) | set(_comparable(new)))
-             if stored.get(k) != new.get(k)]
-    if diffs:
-        raise ConfigError(f"cannot resume {run_dir} with a different config ({'; '.join(diffs[:4])}"
-                          f"{' ...' if len(diffs) > 4 else ''}); use the original recipe and --set values, or a new --out")
-
-
 def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict | None:
     """Validate the run directory; return the checkpoint to resume from (or None)."""
     config_path = run_dir / RUN_CONFIG_NAME
@@ -105,11 +92,8 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict | No
         return None
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a training run directory (no {RUN_CONFIG_NAME}); choose a new --out")
-    try:
-        stored = read_json(config_path, "run config")
-    except ValueError as e:
-        raise ConfigError(f"{config_path} is not valid JSON ({e}); choose a new --out") from None
-    _check_same_config(stored, cfg, run_dir)
+    check_same_config(config_path, cfg.to_dict(), run_dir, "a different config",
+                      "use the original recipe and --set values, or a new --out", ignored=_IGNORED_ON_RESUME)
     ckpt_path = run_dir / CHECKPOINT_NAME
     return load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
 
