@@ -36,7 +36,7 @@ import torch
 from pyautoattack import AutoAttack
 
 import zoo
-from harness.attack import set_iterations
+from harness.engine.attack import set_iterations
 from harness.data import load_tensors
 from harness.evaluation import evaluate
 from harness.threat_models import resolve_eps

@@ -66,9 +66,9 @@ def _bare_agreement(result: Path, exact: bool, device: str, n_iter: int | None) 
     from pyautoattack import AutoAttack
 
     import zoo
-    from harness.attack import set_iterations
+    from harness.engine.attack import set_iterations
     from harness.data import load_tensors
-    from harness.numerics import applied, choose_numerics
+    from harness.engine.numerics import applied, choose_numerics
 
     ev = json.loads(result.read_text())["evaluation"]
     model = zoo.load_model("cifar10-linf-tiny", device=device)

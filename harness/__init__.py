@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-_LAZY = {"evaluate": "harness.evaluation", "benchmark": "harness.api", "clean_accuracy": "harness.api", "verify": "harness.verification",
+_LAZY = {"evaluate": "harness.evaluation", "benchmark": "harness.robustbench_dropins", "clean_accuracy": "harness.clean", "verify": "harness.verification",
          "load_model": "zoo.robustbench_loader",
          "merge_files": "harness.merge", "EvaluationResult": "harness.results"}
 

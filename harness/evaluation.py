@@ -26,17 +26,17 @@ from zoo.datasets_meta import NUM_CLASSES, check_dataset
 from zoo.errors import ConfigError
 
 from .adversarial import write_adversarial
-from .attack import RANDOMIZED_WARNING, AttackSettings, Job
-from .checks import check_logits
+from .engine.attack import RANDOMIZED_WARNING, AttackSettings, Job
+from .engine.checks import check_logits
 from .data import BundledSubsetWarning, load_tensors
-from .execution import Tracker, execute
-from .locking import output_lock
+from .engine.execution import Tracker, execute
+from .engine.locking import output_lock
 from .models import ResolvedModel, resolve_model
-from .numerics import choose_numerics
+from .engine.numerics import choose_numerics
 from .results import CLEAN_BREAK, DESCRIPTIVE_KEYS, RESULT_FORMAT, Evaluation, EvaluationResult, ModelInfo, curve_points, fmt_acc
-from .shards import parse_shard, shard_range
-from .stages import StagePlan
-from .state import StateDir
+from .engine.shards import parse_shard, shard_range
+from .engine.stages import StagePlan
+from .engine.state import StateDir
 from .threat_models import attacks_for, check_threat_model, main_eps_index, resolve_eps_list
 
 RANDOMIZED_NOTE = ("AutoAttack flags this model as a randomized defense; RobustBench does not rank randomized "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from .api import clean_accuracy
+from .clean import clean_accuracy
 from .data import BundledSubsetWarning
 from .verification import consistent_with
 

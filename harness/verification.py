@@ -10,7 +10,7 @@ from scipy.stats import beta
 from zoo.errors import ConfigError
 
 from .evaluation import evaluate
-from .numerics import numerics_from_record
+from .engine.numerics import numerics_from_record
 from .results import EvaluationResult
 
 

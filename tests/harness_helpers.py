@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from pyautoattack import AutoAttack
 
-from harness.attack import set_iterations
+from harness.engine.attack import set_iterations
 from harness.data import load_tensors
 
 TESTS_DIR = Path(__file__).parent

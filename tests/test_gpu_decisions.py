@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.evaluation import evaluate
-from harness.state import StateDir
+from harness.engine.state import StateDir
 from training.precision import cuda_native_bf16
 from zoo.errors import ConfigError
 

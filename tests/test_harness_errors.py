@@ -8,9 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.checks import EvaluationCheckError, check_adversarial
+from harness.engine.checks import EvaluationCheckError, check_adversarial
 from harness.cli import main
-from harness.locking import output_lock
+from harness.engine.locking import output_lock
 from harness.threat_models import resolve_eps
 
 SMALL = ["--n-examples", "8", "--batch-size", "8", "--version", "custom", "--attacks", "apgd-ce", "--n-iter", "2"]

@@ -51,7 +51,7 @@ def test_on_cuda_each_setting_equals_bare_autoattack_under_the_same_flags(exact)
     from harness_helpers import bare_autoattack
 
     from harness.data import load_tensors
-    from harness.numerics import applied, choose_numerics
+    from harness.engine.numerics import applied, choose_numerics
 
     model = zoo.load_model("cifar10-linf-tiny")
     result = _evaluate(model, device="cuda", exact=exact).evaluation
@@ -70,7 +70,7 @@ def test_on_cuda_each_setting_equals_bare_autoattack_under_the_same_flags(exact)
 
 def test_flags_are_set_through_the_new_precision_api_even_after_the_process_used_it():
     """Reading the legacy allow_tf32 after the per-backend fp32_precision API was used raises (torch >= 2.9)."""
-    from harness.numerics import applied, choose_numerics
+    from harness.engine.numerics import applied, choose_numerics
 
     matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
     saved = (matmul.fp32_precision, conv.fp32_precision)

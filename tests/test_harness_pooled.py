@@ -14,7 +14,7 @@ import torch
 
 import zoo
 from harness.adversarial import read_adversarial
-from harness.checks import EvaluationCheckError
+from harness.engine.checks import EvaluationCheckError
 from harness.data import load_tensors
 from harness.evaluation import evaluate
 from harness_helpers import bare_autoattack

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.evaluation import evaluate
 from harness.results import EvaluationResult
-from harness.workers import UnpicklableModelError, task_threads
+from harness.engine.workers import UnpicklableModelError, task_threads
 from harness_helpers import TESTS_DIR, run_cli, unpicklable_model
 
 KW = dict(n_examples=32, batch_size=8, version="custom", attacks=["apgd-ce", "apgd-t"], n_iter=10, seed=3,

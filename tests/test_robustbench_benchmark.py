@@ -8,7 +8,7 @@ import torch
 from pyautoattack import AutoAttack
 
 import harness
-from harness.attack import set_iterations
+from harness.engine.attack import set_iterations
 from harness.data import load_tensors
 from harness.results import EvaluationResult
 from harness_helpers import centroid_model

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 import harness
-from harness.api import clean_accuracy
+from harness.clean import clean_accuracy
 from zoo import devices, registry
 from zoo.cards import default_cards_dir, write_card
 from zoo.errors import ConfigError

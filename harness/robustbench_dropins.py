@@ -1,21 +1,15 @@
-"""RobustBench-compatible entry point: ``benchmark`` with RobustBench's arguments."""
+"""RobustBench's ``benchmark()``, drop-in: the same arguments, evaluated by the harness (``harness.benchmark``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
-from zoo import devices
-from zoo.datasets_meta import check_dataset
 from zoo.errors import ConfigError
 
-from .data import load_tensors
 from .evaluation import evaluate
-from .models import resolve_model
-from .numerics import choose_numerics, placed
 
 
 def _value(x) -> str:
@@ -51,23 +45,3 @@ def benchmark(model: nn.Module, n_examples: int = 10000, dataset="cifar10", thre
         with open(log_path, "a") as f:
             f.write("\n".join(lines) + "\n")
     return result.clean_acc / 100, result.robust_acc / 100
-
-
-def clean_accuracy(model, dataset: str | None = None, data_dir=None, n_examples: int | None = None,
-                   batch_size: int = 500, device: str | None = None, exact: bool = False,
-                   channels_last: bool | None = None, tf32: bool | None = None) -> float:
-    """Accuracy (percent) without attack on the first ``n_examples`` test images.
-
-    ``model`` is anything ``evaluate`` takes (a spec string or an nn.Module);
-    layout and precision are chosen as ``evaluate`` chooses them (``numerics``).
-    """
-    resolved = resolve_model(model, dataset)
-    dataset = check_dataset(dataset or resolved.defaults.get("dataset", "cifar10"))
-    x, y = load_tensors(dataset, "test", data_dir, n_examples)
-    device = devices.placement(device).device
-    numerics = choose_numerics(resolved.model, exact, channels_last, tf32)
-    correct = 0
-    with placed(resolved.model.eval(), device, numerics) as net, torch.no_grad():
-        for lo in range(0, len(x), batch_size):
-            correct += (net(x[lo:lo + batch_size].to(device)).argmax(1).cpu() == y[lo:lo + batch_size]).sum().item()
-    return 100.0 * correct / len(x)

@@ -6,7 +6,7 @@ import torch
 
 from zoo.errors import ScoreZooError
 
-from .threat_models import perturbation_norms
+from ..threat_models import perturbation_norms
 
 
 class EvaluationCheckError(ScoreZooError):
