@@ -1,7 +1,7 @@
 """Build hooks that pyproject.toml cannot express: ship ``score_zoo_autoattack.pth`` at the top of site-packages.
 
 The .pth file appends the ``autoattack`` adapter's finder to ``sys.meta_path``
-at interpreter start-up (see harness/autoattack_compat/__init__.py), in regular
+at interpreter start-up (see zoo/robustbench/autoattack_compat/__init__.py), in regular
 and in editable installs. Everything else is configured in pyproject.toml.
 """
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from zoo import devices
+from zoo import devices, distributed
 from zoo.datasets_meta import NUM_CLASSES, check_dataset
 from zoo.errors import ConfigError
 
@@ -138,7 +138,7 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
     to that safetensors file (see ``adversarial``).
     """
     where = devices.placement(device)
-    with devices.joined(where) as group:
+    with distributed.joined(where) as group:
         return _evaluate(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
                          attacks=attacks, seed=seed, where=where, group=group, data_dir=data_dir, out=out,
                          state_dir=state_dir, shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir,
@@ -148,7 +148,7 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
 
 
 def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, version, attacks, seed,
-              where: devices.Placement, group: devices.Group, data_dir, out, state_dir, shard, weights, n_iter,
+              where: devices.Placement, group: distributed.Group, data_dir, out, state_dir, shard, weights, n_iter,
               model_dir, model_info, progress, workers, exact, channels_last, tf32, cudnn_benchmark,
               save_adversarial) -> EvaluationResult:
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

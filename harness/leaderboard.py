@@ -148,7 +148,7 @@ def read_tree(root: str | os.PathLike, dataset: str | None = None, threat_model:
 
 def zoo_rows(dataset: str | None = None, threat_model: str | None = None) -> list[Row]:
     """The zoo's registry entries as rows (their reported figures, RobustBench fields, eligibility)."""
-    from zoo.cards import entry_evaluations
+    from zoo.evaluations import entry_evaluations
     from zoo.eligibility import entry_problems
     from zoo.registry import list_entries
 

@@ -2,7 +2,7 @@
 
 zoo does not import harness (imports go zoo <- harness), so pyproject.toml
 registers ``check_clean`` under the entry-point group ``score_zoo.mirror_checks``
-and ``zoo.mirror.clean_check_plugin`` loads it from there.
+and ``zoo.robustbench.mirror.clean_check_plugin`` loads it from there.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from zoo.errors import CheckpointError, ConfigError, UnknownNameError, close_matches_hint
+from zoo.errors import ConfigError, UnknownNameError, close_matches_hint
 from zoo.fileio import sha256_file
-from zoo.model_dir import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, load_weights, read_config
+from zoo.checkpoints import read_weights
+from zoo.model_dir import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, read_config
 from zoo.registry import Entry
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
@@ -97,9 +98,9 @@ def _zoo_entry(name: str) -> ResolvedModel:
     except UnknownNameError as e:
         raise UnknownNameError(f"{e} A MODEL may also be a model directory, robustbench:NAME or "
                                "package.module:callable.") from None
-    model_dir, sha = zoo.resolve_model_dir(name)
-    model = zoo.load_model_dir(model_dir, expected_sha256=sha)
-    return ResolvedModel(model, name, "zoo", sha or sha256_file(Path(model_dir) / WEIGHTS_NAME), entry,
+    found = zoo.locate(name)
+    model = zoo.load_located(found)
+    return ResolvedModel(model, name, "zoo", found.sha256 or sha256_file(found.path / WEIGHTS_NAME), entry,
                          architecture_label(entry.architecture),
                          {"dataset": entry.dataset, "threat_model": entry.threat_model, "eps": entry.eps})
 
@@ -150,29 +151,12 @@ def _callable(spec: str, weights: str | None) -> ResolvedModel:
 
 
 def _load_weights_file(model: nn.Module, weights: str) -> None:
-    path = Path(weights)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        state = load_weights(path)
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for a bad or unsafe pickle
-            raise CheckpointError(f"{path} is not a loadable state dict ({type(e).__name__}); "
-                                  "give a .safetensors file or a .pt saved with torch.save(model.state_dict())") from None
-        for key in ("state_dict", "model_state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-                break
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CheckpointError(f"{path} does not hold a state dict of tensors")
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    load_state_dict_strict(model, state, str(path))
+    """``--weights``: a .safetensors file or a .pt checkpoint, read as ``score-zoo import`` reads it."""
+    load_state_dict_strict(model, read_weights(weights), str(weights))
 
 
 def _robustbench(name: str, dataset: str, threat_model: str, model_dir: str) -> ResolvedModel:
-    from zoo.robustbench_loader import robustbench_load
+    from zoo.robustbench.loader import robustbench_load
 
     model = robustbench_load(name, model_dir, dataset, threat_model)
     checkpoint = Path(model_dir) / dataset / threat_model / f"{name}.pt"

@@ -1,4 +1,5 @@
-"""RobustBench's ``benchmark()``, drop-in: the same arguments, evaluated by the harness (``harness.benchmark``)."""
+"""RobustBench's entry points, drop-in: ``harness.benchmark`` (its ``benchmark()``, evaluated by the harness) and
+``harness.load_model`` (its ``load_model``: the zoo's weights for zoo models, RobustBench's for the rest)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from zoo.errors import ConfigError
+from zoo.robustbench.loader import load_model
 
 from .evaluation import evaluate
 
@@ -45,3 +47,6 @@ def benchmark(model: nn.Module, n_examples: int = 10000, dataset="cifar10", thre
         with open(log_path, "a") as f:
             f.write("\n".join(lines) + "\n")
     return result.clean_acc / 100, result.robust_acc / 100
+
+
+__all__ = ["benchmark", "load_model"]

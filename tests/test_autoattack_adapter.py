@@ -13,7 +13,7 @@ from pathlib import Path
 import _score_zoo_autoattack
 from _score_zoo_autoattack import AdapterFinder
 
-ADAPTER = Path(__file__).resolve().parent.parent / "harness" / "autoattack_compat" / "autoattack"
+ADAPTER = Path(__file__).resolve().parent.parent / "zoo" / "robustbench" / "autoattack_compat" / "autoattack"
 WHICH = ("import autoattack, autoattack.state, pyautoattack; print(autoattack.__file__, autoattack.state.__file__, "
          "issubclass(autoattack.AutoAttack, pyautoattack.AutoAttack))")
 

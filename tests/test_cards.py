@@ -8,7 +8,8 @@ from huggingface_hub import ModelCard
 from test_hub_publish import EVALUATION
 
 from zoo import list_entries
-from zoo.cards import bibtex, default_cards_dir, entry_evaluations, render_card
+from zoo.cards import bibtex, default_cards_dir, render_card
+from zoo.evaluations import entry_evaluations
 from zoo.cli import main
 from zoo.errors import ConfigError
 from zoo.registry import get_entry

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import zoo
-from zoo.checkpoints import import_checkpoint
+from zoo.checkpoints import import_checkpoint, read_checkpoint
 from zoo.cli import main
 from zoo.errors import CheckpointError
 from zoo.fileio import sha256_file
@@ -131,3 +131,19 @@ def test_existing_output_is_not_overwritten(tmp_path, reference):
     with pytest.raises(CheckpointError, match="already exists"):
         import_checkpoint(ckpt, ARCH, 10, "cifar10", out)
     assert sha256_file(out / "model.safetensors") == before
+
+
+def test_import_and_evaluate_weights_read_a_checkpoint_the_same_way(tmp_path):
+    """One reader: a checkpoint holding both ``state_dict`` and ``model_state_dict`` gives `score-zoo import` and
+    `score-harness evaluate --weights` the same weights (the SCORE releases' EMA weights, ``model_state_dict``)."""
+    from harness.models import resolve_model
+    from harness_helpers import centroid_model
+
+    ema = {k: v.clone() for k, v in centroid_model().state_dict().items()}
+    live = {k: torch.zeros_like(v) for k, v in ema.items()}
+    path = tmp_path / "both.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in live.items()}, "model_state_dict": ema}, path)
+    imported = read_checkpoint(path)
+    evaluated = resolve_model("harness_helpers:centroid_model", weights=str(path)).model.state_dict()
+    assert imported.keys() == evaluated.keys()
+    assert all(torch.equal(imported[k], evaluated[k]) and torch.equal(imported[k], ema[k]) for k in ema)

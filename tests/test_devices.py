@@ -7,7 +7,7 @@ import itertools
 import pytest
 from click.testing import CliRunner
 
-from zoo import devices
+from zoo import devices, distributed
 from zoo.devices import Placement, World, plan_device, worker_devices
 from zoo.errors import ConfigError
 
@@ -111,7 +111,7 @@ def test_worker_devices():
 
 
 def test_single_process_group_is_a_no_op():
-    with devices.joined(plan_device("cpu")) as group:
+    with distributed.joined(plan_device("cpu")) as group:
         assert (group.rank, group.world_size, group.enabled, group.is_main) == (0, 1, False, True)
         assert group.all_gather_object({"a": 1}) == [{"a": 1}]
         group.barrier()

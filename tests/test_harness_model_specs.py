@@ -78,7 +78,7 @@ def test_json_output_has_robustbenchs_model_info_keys(tmp_path, monkeypatch):
 @pytest.mark.parametrize("spec,weights,message", [
     ("cifar10-linf-tiny", "other.safetensors", "--weights only applies to a package.module:callable MODEL"),
     ("harness_helpers:centroid_model", "missing.pt", "does not exist"),
-    ("harness_helpers:centroid_model", "garbage.pt", "is not a loadable state dict"),
+    ("harness_helpers:centroid_model", "garbage.pt", "is not a PyTorch checkpoint"),
 ])
 def test_bad_weights_are_one_line(other_weights, tmp_path, monkeypatch, spec, weights, message):
     monkeypatch.syspath_prepend(str(TESTS_DIR))

@@ -135,3 +135,21 @@ def test_cli_load_json_and_one_line_error(published, hub):
     bad = CliRunner().invoke(main, ["load", "bad-sha"])
     assert bad.exit_code == 1
     assert bad.output.count("\n") == 1 and bad.output.startswith("Error: ") and "expected 000" in bad.output
+
+
+def test_a_cached_load_hashes_the_weights_once(published, monkeypatch):
+    """The Hub source checks the sha256; loading does not hash the same file again (safetensors maps it natively,
+    so every Python-level read of the weights file is a hash)."""
+    import builtins
+
+    zoo.load_model("tiny-linf")                        # warm the cache
+    reads, real_open = [], builtins.open
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if "b" in mode and str(file).endswith("model.safetensors"):
+            reads.append(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    zoo.load_model("tiny-linf")
+    assert len(reads) == 1, reads

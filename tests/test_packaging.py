@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "zoo", "harness", "training")
 # Where each source folder lands in site-packages (the autoattack adapter is renamed, see pyproject.toml).
 INSTALLED_AS = {"zoo": "zoo", "harness": "harness", "training": "training",
-                "harness/autoattack_compat": "_score_zoo_autoattack"}
+                "zoo/robustbench/autoattack_compat": "_score_zoo_autoattack"}
 
 
 def run(args, cwd, env=None, timeout=120):

@@ -204,7 +204,7 @@ def test_robustbench_own_load_model_gets_the_zoo_hub_weights_through_timm(hub, t
 
 @pytest.mark.parametrize("code", [
     # zoo first: neither timm nor robustbench imported by zoo (nor by its mirror module)
-    "import sys, zoo, zoo.mirror; assert not {'timm', 'robustbench'} & set(sys.modules); import timm",
+    "import sys, zoo, zoo.robustbench.mirror; assert not {'timm', 'robustbench'} & set(sys.modules); import timm",
     "import timm, zoo",                                                 # timm first
 ])
 def test_zoo_models_are_in_timm_whichever_is_imported_first(code):

@@ -149,7 +149,7 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
                                            "trained with score-train.",
                 evaluations=[f"evaluations/{result_path.name}" if builtin else str(result_path)],
                 baselines=list(baselines), studies=list(studies), builtin=builtin)
-            entry_path = registry.write_builtin_entry(entry) if builtin else registry.add_user_entry(entry)
+            entry_path = registry.save_entry(entry)
             card_path = write_card(entry, cards_dir)
             registration = Registration(entry, entry_path, model_dir, result_path, card_path)
         group.barrier()  # the other processes wait while rank 0 writes

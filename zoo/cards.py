@@ -19,9 +19,10 @@ from huggingface_hub import EvalResult, ModelCardData
 from .datasets_meta import NUM_CLASSES, TEST_SIZE
 from .eligibility import backing_evaluation, data_problem
 from .errors import ConfigError
-from .fileio import atomic_write_text, read_json
+from .evaluations import attack_settings, entry_evaluations, provenance
+from .fileio import atomic_write_text
 from .registry import BUILTIN_DIR, Entry
-from .timm_models import robustbench_timm_name
+from .robustbench.models import robustbench_timm_name
 
 CARDS_DIR_NAME = "model_cards"
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
@@ -43,26 +44,6 @@ def mirror_of(entry: Entry) -> dict:
 # --------------------------------------------------------------- evaluations --
 
 
-def read_evaluation(path: str | os.PathLike) -> dict:
-    """Read one evaluation result JSON as plain data."""
-    data = read_json(path, "evaluation file")
-    if not isinstance(data, dict) or "clean_acc" not in data or "autoattack_acc" not in data:
-        raise ConfigError(f"{path} is not an evaluation result (it lacks clean_acc / autoattack_acc)")
-    return data
-
-
-def entry_evaluations(entry: Entry) -> list[dict]:
-    """The evaluation results an entry lists: embedded dicts, or JSON paths (relative to zoo/entries/)."""
-    results = []
-    for item in entry.evaluations:
-        if isinstance(item, dict):
-            results.append(item)
-        else:
-            path = Path(item)
-            results.append(read_evaluation(path if path.is_absolute() else BUILTIN_DIR / path))
-    return results
-
-
 def _float(value) -> float | None:
     try:
         return round(float(value), 2)
@@ -72,11 +53,11 @@ def _float(value) -> float | None:
 
 def summarize_evaluation(result: dict, entry: Entry) -> dict:
     """The figures of one result a card shows, with defaults for missing provenance."""
-    ev = result.get("evaluation") if isinstance(result.get("evaluation"), dict) else {}
+    ev = provenance(result)
     dataset = result.get("dataset") or ev.get("dataset") or entry.dataset
     if dataset != entry.dataset:
         raise ConfigError(f"an evaluation on {dataset} cannot go into the card of '{entry.name}' ({entry.dataset})")
-    aa = ev.get("autoattack") if isinstance(ev.get("autoattack"), dict) else {}
+    settings = attack_settings(ev)
     after = ev.get("robust_accuracy_after") or ev.get("robust_acc_after_each") or {}
     return {
         "clean": _float(result.get("clean_acc")),
@@ -85,8 +66,8 @@ def summarize_evaluation(result: dict, entry: Entry) -> dict:
         "threat_model": ev.get("threat_model") or entry.threat_model,
         "eps": ev.get("eps_text") or result.get("eps") or entry.eps,
         "n_examples": ev.get("n_examples"),
-        "version": aa.get("version") or ev.get("version") or "standard",
-        "attacks": aa.get("attacks") or ev.get("attacks") or [],
+        "version": settings["version"] or "standard",
+        "attacks": settings["attacks"],
         "after": {k: _float(v) for k, v in after.items()} if isinstance(after, dict) else {},
         "seed": ev.get("seed"),
         "device": ev.get("device"),
@@ -427,6 +408,18 @@ def default_cards_dir() -> Path:
     (no pyproject.toml beside the package), ``model_cards/`` in the current directory, never site-packages."""
     checkout = Path(__file__).resolve().parent.parent
     return (checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()) / CARDS_DIR_NAME
+
+
+def stale_cards(entries: list[Entry], out_dir: str | os.PathLike | None = None,
+                extra: list[dict] | None = None) -> list[str]:
+    """The names of the entries whose card file in ``out_dir`` is missing or differs from a fresh rendering."""
+    folder = Path(out_dir) if out_dir else default_cards_dir()
+    stale = []
+    for entry in entries:
+        path = folder / f"{entry.name}.md"
+        if not path.is_file() or path.read_text(encoding="utf-8") != render_card(entry, entry_evaluations(entry) + list(extra or [])):
+            stale.append(entry.name)
+    return stale
 
 
 def write_card(entry: Entry, out_dir: str | os.PathLike | None = None, evaluations: list[dict] | None = None) -> Path:

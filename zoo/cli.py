@@ -127,35 +127,16 @@ def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
       score-zoo load cifar10-linf
       HF_HUB_OFFLINE=1 score-zoo load cifar10-linf --json
     """
-    from . import load_model_dir, locate
-    from .fileio import sha256_file
-    from .model_dir import WEIGHTS_NAME
+    from .loading import load_report
 
-    from .devices import resolve_device
-
-    device = resolve_device(device)  # checked before any download
-    found = locate(name, revision)
-    model = load_model_dir(found.path, device=device, expected_sha256=found.sha256)
-    entry = None if found.source == "model-dir" else registry.get_entry(name)
-    info = {
-        "name": name,
-        "path": str(found.path),
-        "source": found.source,
-        "source_detail": found.detail,
-        "sha256": found.sha256 or sha256_file(found.path / WEIGHTS_NAME),
-        "verified": found.sha256 is not None,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "architecture": type(model).__name__,
-        "hub": entry.hub if entry else {},
-        "reported": entry.reported if entry else {},
-    }
+    _, info, entry = load_report(name, revision, device)
     if as_json:
         echo_json(info)
         return
-    click.echo(f"{name}: {info['parameters']:,} parameters, loaded in eval mode on {device}")
-    click.echo(f"source     {SOURCE_LABELS[found.source]} ({found.detail})")
+    click.echo(f"{name}: {info['parameters']:,} parameters, loaded in eval mode on {info['device']}")
+    click.echo(f"source     {SOURCE_LABELS[info['source']]} ({info['source_detail']})")
     click.echo(f"cached at  {info['path']}")
-    click.echo(f"sha256     {info['sha256']} ({'verified against the registry' if found.sha256 else 'not pinned by the registry'})")
+    click.echo(f"sha256     {info['sha256']} ({'verified against the registry' if info['verified'] else 'not pinned by the registry'})")
     if info["reported"]:
         rep = info["reported"]
         click.echo(f"reported   clean {_fmt_acc(rep.get('clean_acc'))}%, AutoAttack {_fmt_acc(rep.get('autoattack_acc'))}% "
@@ -184,31 +165,13 @@ def publish_cmd(entry_or_dir, repo_id, model_dir, eval_files, private, dry_run, 
       score-zoo publish cifar10-linf --repo-id score-zoo/cifar10-linf --dry-run
       score-zoo publish models/my-run --repo-id me/my-run --eval results/my-run.json
     """
-    import dataclasses
-    from pathlib import Path
+    from .publish import publish_model
 
-    from .cards import entry_evaluations, read_evaluation
-    from .publish import entry_from_model_dir, publish
-    from .model_dir import CONFIG_NAME
-
-    if (Path(entry_or_dir) / CONFIG_NAME).is_file():
-        entry, model_dir = entry_from_model_dir(entry_or_dir), model_dir or entry_or_dir
-    else:
-        entry = registry.get_entry(entry_or_dir)
-        if model_dir is None:
-            from . import resolve_model_dir
-
-            model_dir = resolve_model_dir(entry.name)[0]
-    evaluations = entry_evaluations(entry) + [read_evaluation(f) for f in eval_files]
-    result = publish(entry, model_dir, repo_id, evaluations, private=private, dry_run=dry_run)
-    saved = None
-    if save_entry and not dry_run:
-        updated = dataclasses.replace(entry, **result.entry_update)
-        saved = str(registry.write_builtin_entry(updated) if entry.builtin else registry.add_user_entry(updated))
+    entry, result, saved = publish_model(entry_or_dir, repo_id, model_dir, eval_files, private, dry_run, save_entry)
     if as_json:
         echo_json({"repo_id": result.repo_id, "commit": result.commit, "commit_url": result.commit_url,
                    "sha256": result.sha256, "staged": str(result.staged) if dry_run else None,
-                   "files": result.files, "entry_update": result.entry_update, "saved_entry": saved})
+                   "files": result.files, "entry_update": result.entry_update, "saved_entry": str(saved) if saved else None})
         return
     if dry_run:
         click.echo(f"dry run: staged {len(result.files)} file(s) in {result.staged} (nothing uploaded)")
@@ -276,7 +239,8 @@ def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_nam
     from pathlib import Path
 
     from .errors import ConfigError
-    from .mirror import MirrorOptions, board_names, clean_check_plugin, find_model_info_dir, mirror_many, mirror_model
+    from .robustbench.mirror import MirrorOptions, board_names, clean_check_plugin, mirror_many, mirror_model
+    from .robustbench.model_info import find_model_info_dir
 
     if bool(names) == all_models:
         raise click.UsageError("give one or more NAMEs or --all")
@@ -346,29 +310,25 @@ def card_cmd(name, all_entries, eval_files, out_dir, to_stdout, check):
       score-zoo card --all
       score-zoo card --all --check
     """
-    from pathlib import Path
-
-    from .cards import default_cards_dir, entry_evaluations, read_evaluation, render_card, write_card
+    from .cards import default_cards_dir, render_card, stale_cards, write_card
     from .errors import ConfigError
+    from .evaluations import entry_evaluations, read_evaluation
 
     if bool(name) == all_entries:
         raise click.UsageError("give either NAME or --all")
     entries = [e for e in registry.list_entries() if e.builtin] if all_entries else [registry.get_entry(name)]
     extra = [read_evaluation(f) for f in eval_files]
-    folder = Path(out_dir) if out_dir else default_cards_dir()
-    stale = []
+    if check:
+        stale = stale_cards(entries, out_dir, extra)
+        if stale:
+            raise ConfigError(f"stale or missing model card(s) in {out_dir or default_cards_dir()}: {', '.join(stale)}; "
+                              "run 'score-zoo card --all'")
+        return
     for entry in entries:
-        evaluations = entry_evaluations(entry) + extra
         if to_stdout:
-            click.echo(render_card(entry, evaluations), nl=False)
-        elif check:
-            path = folder / f"{entry.name}.md"
-            if not path.is_file() or path.read_text(encoding="utf-8") != render_card(entry, evaluations):
-                stale.append(entry.name)
+            click.echo(render_card(entry, entry_evaluations(entry) + extra), nl=False)
         else:
-            click.echo(f"wrote {write_card(entry, folder, evaluations)}")
-    if stale:
-        raise ConfigError(f"stale or missing model card(s) in {folder}: {', '.join(stale)}; run 'score-zoo card --all'")
+            click.echo(f"wrote {write_card(entry, out_dir, entry_evaluations(entry) + extra)}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .datasets_meta import TEST_SIZE
+from .evaluations import attack_settings, provenance, reports_same_robust_accuracy
 from .registry import Entry
 
 LEADERBOARD_VERSION = "standard"
@@ -41,14 +42,14 @@ def problems(evaluation: dict, dataset: str) -> list[str]:
     data = data_problem(evaluation)
     if data:
         out.append(data)
-    aa = evaluation.get("autoattack") if isinstance(evaluation.get("autoattack"), dict) else {}
-    version = aa.get("version") or evaluation.get("version")
+    settings = attack_settings(evaluation)
+    version = settings["version"]
     if version == "custom":
-        out.append(f"custom attacks ({', '.join(aa.get('attacks') or []) or 'unnamed'})")
+        out.append(f"custom attacks ({', '.join(settings['attacks']) or 'unnamed'})")
     elif version and version != LEADERBOARD_VERSION:
         out.append(f"AutoAttack version {version} (leaderboards use {LEADERBOARD_VERSION})")
-    if aa.get("n_iter"):
-        out.append(f"reduced attack iterations (n_iter={aa['n_iter']})")
+    if settings["n_iter"]:
+        out.append(f"reduced attack iterations (n_iter={settings['n_iter']})")
     if evaluation.get("randomized") and version != "rand":
         out.append("a randomized defense evaluated with the standard version (use --version rand)")
     return out
@@ -56,14 +57,9 @@ def problems(evaluation: dict, dataset: str) -> list[str]:
 
 def backing_evaluation(entry: Entry, evaluations: list[dict]) -> dict | None:
     """The evaluation whose AutoAttack figure the entry reports (same accuracy and examples), if listed."""
-    rep = entry.reported
     for result in evaluations:
-        ev = result.get("evaluation") if isinstance(result.get("evaluation"), dict) else {}
-        try:
-            same = abs(float(result["autoattack_acc"]) - float(rep["autoattack_acc"])) < 0.005
-        except (KeyError, TypeError, ValueError):
-            continue
-        if same and ev.get("n_examples") in (None, rep.get("n_examples")):
+        ev = provenance(result)
+        if reports_same_robust_accuracy(result, entry) and ev.get("n_examples") in (None, entry.reported.get("n_examples")):
             return ev
     return None
 

@@ -22,9 +22,11 @@ from huggingface_hub import errors as hf_errors
 from .architectures import canonical_architecture
 from .cards import render_card
 from .errors import ConfigError, HubError, IntegrityError
+from .evaluations import entry_evaluations, provenance, read_evaluation
+from .loading import resolve_model_dir
 from .fileio import atomic_write_json, sha256_file
 from .model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
-from .registry import Entry
+from .registry import Entry, get_entry, save_entry
 from .sources.hub import TRANSPORT_ERRORS, hub_settings
 from .timm_models import timm_config
 
@@ -63,7 +65,7 @@ def stage_publication(model_dir: str | os.PathLike, card: str, evaluations: list
 
 def evaluation_file_name(evaluation: dict, index: int) -> str:
     """A stable file name for an evaluation JSON: ``{dataset}-{threat}-{n}.json``."""
-    ev = evaluation.get("evaluation") or {}
+    ev = provenance(evaluation)
     parts = [evaluation.get("dataset") or ev.get("dataset"), ev.get("threat_model"), ev.get("n_examples")]
     stem = "-".join(str(p) for p in parts if p not in (None, "")) or "evaluation"
     return f"{index:02d}-{stem.lower()}.json"
@@ -113,6 +115,22 @@ def publish(entry: Entry, model_dir: str | os.PathLike, repo_id: str, evaluation
     result.commit, result.commit_url = info.oid, info.commit_url
     result.entry_update = {"hub": {**hub, "revision": info.oid}, "sha256": digest, "published": True}
     return result
+
+
+def publish_model(entry_or_dir: str | os.PathLike, repo_id: str, model_dir: str | os.PathLike | None = None,
+                  eval_files: tuple[str, ...] = (), private: bool = False, dry_run: bool = False,
+                  save: bool = False) -> tuple[Entry, PublishResult, Path | None]:
+    """What ``score-zoo publish`` does: publish an entry (or a bare model directory) with its evaluations and,
+    with ``save``, write the registry update that pins the commit; return the entry, the result and where it was saved."""
+    if (Path(entry_or_dir) / CONFIG_NAME).is_file():
+        entry, model_dir = entry_from_model_dir(entry_or_dir), model_dir or entry_or_dir
+    else:
+        entry = get_entry(str(entry_or_dir))
+        model_dir = model_dir or resolve_model_dir(entry.name)[0]
+    evaluations = entry_evaluations(entry) + [read_evaluation(f) for f in eval_files]
+    result = publish(entry, model_dir, repo_id, evaluations, private=private, dry_run=dry_run)
+    saved = save_entry(dataclasses.replace(entry, **result.entry_update)) if save and not dry_run else None
+    return entry, result, saved
 
 
 def entry_from_model_dir(model_dir: str | os.PathLike) -> Entry:

@@ -163,8 +163,14 @@ def add_user_entry(entry: Entry) -> Path:
     return path
 
 
-def write_builtin_entry(entry: Entry) -> Path:
-    """Write ``entry`` into the package's built-in set (for maintainers)."""
+def save_entry(entry: Entry) -> Path:
+    """Write ``entry`` where its ``builtin`` flag says; return the file's path.
+
+    A built-in entry goes into the package's set (``zoo/entries/NAME.json``, for
+    maintainers); a user entry into the user registry file (``add_user_entry``).
+    """
+    if not entry.builtin:
+        return add_user_entry(entry)
     path = BUILTIN_DIR / f"{entry.name}.json"
     atomic_write_json(path, entry.to_dict())
     return path

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 
 from .errors import ConfigError
+from .evaluations import evaluation_paths, provenance, read_evaluation, reports_same_robust_accuracy
 from .fileio import atomic_write_json, read_json
 from .model_dir import read_config
 from .registry import BUILTIN_DIR, get_entry
@@ -29,27 +30,26 @@ def load_study(path: str | Path) -> dict:
 
 
 def _evaluation_path(entry) -> Path:
-    if not entry.evaluations:
+    paths = evaluation_paths(entry)
+    if not paths:
         raise ConfigError(f"entry '{entry.name}' has no evaluation JSON to take its figures from")
-    path = Path(entry.evaluations[0])
-    return path if path.is_absolute() else BUILTIN_DIR / path
+    return paths[0]
 
 
 def study_row(name: str) -> dict:
     """One run of a study, read from entry ``name``: its evaluation JSON, its reported clean figure and the
     training config of its model directory (objective, seed, held-out accuracy of the selected epoch)."""
     entry = get_entry(name)
-    evaluation = read_json(_evaluation_path(entry), "evaluation")
+    evaluation = read_evaluation(_evaluation_path(entry))
     training = read_config(entry.local_path()).get("training", {})
     recipe = training.get("recipe", {})
     if "holdout_robust_acc" not in training:
         raise ConfigError(f"entry '{name}': its model directory records no held-out accuracy (not a score-train run)")
-    robust = float(evaluation["autoattack_acc"])
-    if abs(robust - float(entry.reported["autoattack_acc"])) > 0.005:
+    if not reports_same_robust_accuracy(evaluation, entry):
         raise ConfigError(f"entry '{name}': reported AutoAttack accuracy differs from its evaluation JSON")
     return {"entry": name, "objective": recipe.get("objective", "score"), "seed": recipe.get("seed", 0),
             "clean_acc": float(entry.reported["clean_acc"]), "clean_n_examples": entry.reported["clean_n_examples"],
-            "autoattack_acc": robust, "n_examples": evaluation["evaluation"]["n_examples"],
+            "autoattack_acc": float(evaluation["autoattack_acc"]), "n_examples": provenance(evaluation)["n_examples"],
             "holdout_robust_acc": float(training["holdout_robust_acc"]), "selected_epoch": training.get("epoch")}
 
 

@@ -17,7 +17,7 @@ It may be called again after registry changes; it adds:
   ``load_model`` asks timm for, ``{name.lower().replace('-', '_')}_{dataset}_{threat}``
   (``pang2022robustness_wrn28_10_cifar10_linf``): ``pretrained=True`` loads
   the zoo's weights (located as ``zoo.load_model`` does, sha256-checked). Mirrors
-  of RobustBench models (``zoo.mirror``), built with RobustBench's own
+  of RobustBench models (``zoo.robustbench.mirror``), built with RobustBench's own
   definitions, are registered the same way.
 
 ``timm_config`` turns a model directory's config.json into the form that
@@ -39,7 +39,8 @@ from .datasets_meta import CLASS_NAMES, NUM_CLASSES
 from .errors import ConfigError, ScoreZooError
 from .model_dir import WEIGHTS_NAME, check_weights
 from .registry import Entry, builtin_entries, get_entry, list_entries
-from .robustbench_models import is_robustbench_architecture, model_for_entry, robustbench_pretrained_cfg
+from .robustbench.models import (is_robustbench_architecture, model_for_entry, robustbench_pretrained_cfg,
+                                 robustbench_timm_id, robustbench_timm_name)
 from .timm_compat import ensure_timm_hub
 
 ensure_timm_hub()  # timm's Hub support, whether timm is imported after zoo or was before (then reloaded)
@@ -56,18 +57,6 @@ _REGISTERED: set[str] = set()
 def timm_name(arch: str) -> str:
     """timm's name of a zoo architecture: ``wrn-28-10-swish`` -> ``wrn_28_10_swish``."""
     return canonical_architecture(arch).replace("-", "_")
-
-
-def robustbench_timm_name(entry: Entry) -> str | None:
-    """The timm name robustbench's ``load_model`` looks up for the entry's RobustBench name (or None)."""
-    if entry.robustbench_id is None:
-        return None
-    return robustbench_timm_id(*entry.robustbench_id)
-
-
-def robustbench_timm_id(name: str, dataset: str, threat_model: str) -> str:
-    """The timm name robustbench's ``load_model`` looks up for a RobustBench model of a board."""
-    return f"{name.lower().replace('-', '_')}_{dataset.lower()}_{threat_model.lower()}"
 
 
 NATIVE_SIZE = 32        # the CIFAR / SVHN image size the zoo's models are trained on
@@ -131,14 +120,14 @@ def _architecture_entrypoint(arch: str, name: str):
 
 def _entry_entrypoint(name: str):
     def entrypoint(pretrained: bool = False, **kwargs) -> nn.Module:
-        from . import resolve_model_dir
+        from .sources import locate
 
         entry = get_entry(_ENTRY_OF[name])
         if kwargs.setdefault("dataset", entry.dataset) != entry.dataset:
             raise ConfigError(f"{name} is the zoo entry {entry.name}, a {entry.dataset} model, not {kwargs['dataset']}")
         if pretrained:   # the zoo's weights, found and sha256-checked as zoo.load_model does, loaded by timm
-            model_dir, sha256 = resolve_model_dir(entry.name)
-            weights = check_weights(model_dir / WEIGHTS_NAME, sha256)
+            found = locate(entry.name)
+            weights = check_weights(found.path / WEIGHTS_NAME, None if found.verified else found.sha256)
             kwargs["pretrained_cfg_overlay"] = {**(kwargs.get("pretrained_cfg_overlay") or {}), "file": str(weights)}
         return _build(entry.architecture, name, pretrained, **kwargs)
 
@@ -149,8 +138,7 @@ def _entry_entrypoint(name: str):
 def _mirror_entrypoint(name: str):
     def entrypoint(pretrained: bool = False, num_classes: int | None = None, pretrained_cfg=None,
                    pretrained_cfg_overlay=None, **kwargs) -> nn.Module:
-        from . import load_model
-        from .registry import get_entry
+        from .loading import load_model
 
         entry = get_entry(_ENTRY_OF[name])
         if num_classes not in (None, entry.num_classes) or kwargs:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
-from zoo import devices
+from zoo import devices, distributed
 
 from .attack import Job
 from .stages import StagePlan, Task
@@ -75,7 +75,7 @@ class Tracker:
         self.bar.close()
 
 
-def run_in_rounds(job: Job, tracker: Tracker, device: str, group: devices.Group) -> None:
+def run_in_rounds(job: Job, tracker: Tracker, device: str, group: distributed.Group) -> None:
     """Run every task in this process; under torchrun each rank takes its share of every round."""
     with job.placed(device) as net:
         while not tracker.done:
@@ -106,7 +106,7 @@ def run_with_workers(job: Job, tracker: Tracker, workers: list[str], threads: in
         raise WorkerError(f"{e}; {where}") from None
 
 
-def execute(job: Job, tracker: Tracker, where: devices.Placement, group: devices.Group, workers: list[str],
+def execute(job: Job, tracker: Tracker, where: devices.Placement, group: distributed.Group, workers: list[str],
             threads: int | None, workers_requested: bool, notes: list) -> list[str]:
     """Run the evaluation's tasks where ``workers`` say; return the devices that ran them.
 

@@ -7,7 +7,7 @@ For an entry name, in order:
 3. the entry's original checkpoint, imported once into the local cache
    (``imported``) and reused from there, fetched from the first source that
    serves a valid file: the authors' server (``authors``), then RobustBench's
-   copy on Google Drive (``robustbench_drive``).
+   copy on Google Drive (``zoo.robustbench.drive``).
 
 A path to a model directory is used as it is. ``Located.source`` says which
 source served the weights.
@@ -20,10 +20,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, HubError, ScoreZooError
-from ..model_dir import CONFIG_NAME
+from ..errors import ConfigError, HubError, IntegrityError, ScoreZooError
+from ..model_dir import CONFIG_NAME, WEIGHTS_NAME
 from ..registry import Entry, get_entry
-from . import authors, hub, imported, robustbench_drive
+from ..robustbench import drive as robustbench_drive
+from . import authors, hub, imported
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Located:
     sha256: str | None      # the weights sha256 the registry pins (None: nothing to check against)
     source: str             # model-dir | bundled | local | hub | authors | robustbench-gdrive
     detail: str             # the folder, repo_id@revision or URL
+    verified: bool = False  # the source has already checked the weights against ``sha256`` (hash them no more)
 
 
 def locate(name_or_path: str | os.PathLike, revision: str | None = None) -> Located:
@@ -57,12 +59,14 @@ def locate_entry(entry: Entry, revision: str | None = None) -> Located:
         return Located(local, entry.sha256, "bundled" if entry.builtin else "local", str(local))
     if hub.applies(entry):
         path, sha256, where = hub.fetch(entry, revision)
-        return Located(path, sha256, "hub", where)
+        return Located(path, sha256, "hub", where, verified=True)
     if revision is not None:
         raise ConfigError(f"'{entry.name}' is not on the Hub yet, so --revision does not apply to it")
-    found = imported.cached(entry) or _fetch_original(entry)
-    path, record = found
-    return Located(path, entry.sha256, record.get("source", authors.NAME), record.get("url", ""))
+    path, record = imported.cached(entry) or _fetch_original(entry)   # the weights hashed against their record
+    if entry.sha256 and record.get("sha256") != entry.sha256:
+        raise IntegrityError(f"{path / WEIGHTS_NAME} has sha256 {record.get('sha256')}, expected {entry.sha256}: "
+                             "the file is corrupt or was replaced")
+    return Located(path, entry.sha256, record.get("source", authors.NAME), record.get("url", ""), verified=True)
 
 
 def _fetch_original(entry: Entry) -> tuple[Path, dict]:

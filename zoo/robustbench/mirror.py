@@ -2,20 +2,13 @@
 
 For one RobustBench model (name, dataset, threat model):
 
-1. the checkpoint is taken where robustbench's own loader keeps it,
-   ``{model_dir}/{dataset}/{threat_model}/{name}.pt`` (an ensemble's members:
-   ``{name}.pt_m{i}.pt``), else fetched from RobustBench's Google Drive copy
-   (``zoo.sources.robustbench_drive``) and kept there, so robustbench reuses it;
-   an HTML answer (quota, virus-scan notice) is refused and not kept;
-2. the network is RobustBench's own definition; the checkpoint is read with
-   ``weights_only=True`` (a pickle that needs code execution is refused) and its
-   weights are loaded by robustbench's own rules (its prefix stripping, the
-   ``last`` checkpoints, the partial checkpoints it knows);
-3. a model directory is written (``model.safetensors``; ``config.json`` naming the
+1. its checkpoint is found or fetched and loaded into RobustBench's own
+   definition by robustbench's rules (``zoo.robustbench.weights``);
+2. a model directory is written (``model.safetensors``; ``config.json`` naming the
    RobustBench model, dataset and threat model; a ``README.md`` card made from
-   RobustBench's model_info JSON, marked as a mirror of the authors' weights),
-   published as ``score-zoo publish`` does, and the registry entry that pins the
-   commit and sha256 is saved.
+   RobustBench's model_info JSON (``zoo.robustbench.model_info``), marked as a
+   mirror of the authors' weights), published as ``score-zoo publish`` does, and
+   the registry entry that pins the commit and sha256 is saved.
 
 ``mirror_many`` mirrors a list (a whole board) one model at a time: it goes on
 past failures, skips models already mirrored from the same checkpoint, and a
@@ -30,45 +23,32 @@ is a plugin: harness registers it under the entry-point group
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
-import torch
 import torch.nn as nn
 
-from .cards import mirror_of, render_card, write_card
-from .checkpoints import check_checkpoint_file, load_checkpoint
-from .datasets_meta import NUM_CLASSES, TEST_SIZE
-from .errors import CheckpointError, ConfigError, ScoreZooError
-from .fileio import atomic_write_text, read_json, sha256_file
-from .model_dir import make_config, save_model_dir
-from .publish import publish
-from .registry import Entry, add_user_entry, list_entries, parse_eps, write_builtin_entry
-from .robustbench_models import (ARCHITECTURE_PREFIX, MIRRORED_DATASETS, create_robustbench_model, robustbench_board,
-                                 robustbench_model)
-from .sources import robustbench_drive
+from ..cards import mirror_of, render_card, write_card
+from ..datasets_meta import NUM_CLASSES, TEST_SIZE
+from ..errors import ConfigError, ScoreZooError
+from ..fileio import atomic_write_text, sha256_file
+from ..model_dir import make_config, save_model_dir
+from ..publish import publish
+from ..registry import Entry, list_entries, parse_eps, save_entry
+from .model_info import ModelInfoTree, read_model_info
+from .models import ARCHITECTURE_PREFIX, MIRRORED_DATASETS, robustbench_board, robustbench_model
+from .weights import build_mirrored_model, checkpoint_files
 
 DEFAULT_ORG = "score-zoo"
 CHECK_GROUP = "score_zoo.mirror_checks"
-_DATASET_FOLDERS = ("cifar10", "cifar100", "imagenet")
 
 # check(model, dataset, n_examples, reported clean accuracy in percent) -> the record shown on the card
 CleanCheck = Callable[[nn.Module, str, int, float], dict]
-
-
-@dataclass(frozen=True)
-class ModelInfoTree:
-    """RobustBench's model_info folder (``{dataset}/{threat_model}/{name}.json``) and how it was found."""
-
-    path: Path
-    how: str
 
 
 @dataclass
@@ -109,49 +89,6 @@ class MirrorOutcome:
         return f"{self.status:<8} {self.name}: {self.detail}"
 
 
-# ------------------------------------------------------------------ model_info --
-
-
-def find_model_info_dir(given: str | os.PathLike | None = None) -> ModelInfoTree:
-    """RobustBench's model_info tree: ``given`` (the tree, or a folder holding ``model_info/``), else next to robustbench.
-
-    The pip package of robustbench does not ship model_info; a clone of its
-    repository has it beside the ``robustbench`` package.
-    """
-    if given is not None:
-        given = Path(given)
-        for candidate in (given / "model_info", given):
-            if _is_model_info_tree(candidate):
-                return ModelInfoTree(candidate, "given with --model-info-dir")
-        raise ConfigError(f"--model-info-dir {given} is not RobustBench's model_info tree (no {'/'.join(_DATASET_FOLDERS)} "
-                          "folders in it or in its model_info/)")
-    from importlib.util import find_spec
-
-    package = Path(find_spec("robustbench").origin).resolve().parent   # found, not imported
-    candidates = [package / "model_info", package.parent / "model_info"]
-    for candidate in candidates:
-        if _is_model_info_tree(candidate):
-            return ModelInfoTree(candidate, "found next to the installed robustbench")
-    raise ConfigError(f"RobustBench's model_info JSON is not installed with robustbench (looked in "
-                      f"{' and '.join(map(str, candidates))}); pass --model-info-dir with the model_info folder of a "
-                      "clone of github.com/RobustBench/robustbench")
-
-
-def _is_model_info_tree(path: Path) -> bool:
-    return path.is_dir() and any((path / d).is_dir() for d in _DATASET_FOLDERS)
-
-
-def read_model_info(tree: ModelInfoTree, name: str, dataset: str, threat_model: str) -> dict:
-    """RobustBench's model_info JSON of one model (paper, authors, venue, accuracies, footnote, ...)."""
-    path = tree.path / dataset / threat_model / f"{name}.json"
-    if not path.is_file():
-        raise ConfigError(f"RobustBench's model_info has no {path.relative_to(tree.path)} in {tree.path}")
-    info = read_json(path, "RobustBench model_info file")
-    if not isinstance(info, dict) or "clean_acc" not in info:
-        raise ConfigError(f"{path} is not a RobustBench model_info file (no clean_acc)")
-    return info
-
-
 # ----------------------------------------------------------------- checkpoints --
 
 
@@ -165,91 +102,6 @@ def _check_dataset(dataset: str) -> None:
     if dataset not in MIRRORED_DATASETS:
         raise ConfigError(f"the zoo mirrors the {' and '.join(MIRRORED_DATASETS)} boards; {dataset} models are not "
                           "supported (the zoo's loaders, cards and harness are made for 32x32 images)")
-
-
-def checkpoint_files(model_dir: Path, name: str, dataset: str, threat_model: str,
-                     gdrive_id: str | list[str]) -> list[tuple[Path, str]]:
-    """(path, Google Drive id) of each checkpoint file, where robustbench's loader keeps them."""
-    base = Path(model_dir) / dataset / threat_model / f"{name}.pt"
-    if isinstance(gdrive_id, list):
-        return [(Path(f"{base}_m{i}.pt"), gid) for i, gid in enumerate(gdrive_id)]
-    return [(base, gdrive_id)]
-
-
-def fetch_checkpoints(name: str, files: list[tuple[Path, str]]) -> list[str]:
-    """Download the checkpoint files not on disk from RobustBench's Drive copy; return each file's source.
-
-    A download is checked (not empty, not an HTML page) before it is moved into
-    place, so a refused or interrupted download never leaves a file robustbench
-    would take for the checkpoint.
-    """
-    sources = []
-    for path, gdrive_id in files:
-        if path.is_file():
-            sources.append("model-dir")
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
-            part = Path(tmp) / path.name
-            try:
-                where = robustbench_drive.download_id(gdrive_id, part)
-                check_checkpoint_file(part, f"the answer from {where}")
-            except ScoreZooError as e:
-                raise type(e)(f"{robustbench_drive.LABEL} of {name}: {e}") from None
-            os.replace(part, path)
-        sources.append(robustbench_drive.NAME)
-    return sources
-
-
-def robustbench_state_dict(checkpoint, ensemble: bool, source: str) -> dict[str, torch.Tensor]:
-    """The state dict robustbench's loader takes from a (safely read) checkpoint, by its own rules."""
-    from robustbench.utils import rm_substr_from_state_dict
-
-    if isinstance(checkpoint, dict) and "state_dict" not in checkpoint and isinstance(checkpoint.get("last"), dict):
-        checkpoint = checkpoint["last"]  # robustbench takes 'last' of the Kireev2021Effectiveness and
-        # Andriushchenko2020Understanding checkpoints, the ones that hold 'last' and 'best'
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{source} holds no state dict of tensors (looked at the top level, state_dict and last)")
-    state = rm_substr_from_state_dict(state, "module.")
-    return state if ensemble else rm_substr_from_state_dict(state, "model.")
-
-
-def _load_targets(model: nn.Module, name: str, n_files: int) -> list[nn.Module]:
-    """The modules the checkpoint files go into: the model, or each member of an ensemble."""
-    if n_files == 1:
-        return [model]
-    members = getattr(model, "models", None)
-    if not isinstance(members, (list, nn.ModuleList)) or len(members) != n_files:
-        raise ConfigError(f"{name} is an ensemble whose {n_files} checkpoints robustbench's loader assembles with "
-                          "code specific to it; the mirror does not support it")
-    return list(members)
-
-
-def load_robustbench_weights(targets: list[nn.Module], name: str, dataset: str, paths: list[Path]) -> None:
-    """Load each checkpoint file (``weights_only=True``) into its module as robustbench's loader does."""
-    from robustbench.model_zoo.enums import BenchmarkDataset
-    from robustbench.utils import _safe_load_state_dict  # robustbench's rules for the partial checkpoints it knows
-
-    for target, path in zip(targets, paths):
-        state = robustbench_state_dict(load_checkpoint(path), len(paths) > 1, str(path))
-        try:
-            _safe_load_state_dict(target, name, state, BenchmarkDataset(dataset))
-        except RuntimeError as e:
-            first = " ".join(str(e).split())[:300]
-            raise CheckpointError(f"{path} does not fit RobustBench's definition of {name} ({first})") from None
-
-
-def build_mirrored_model(name: str, dataset: str, threat_model: str,
-                         files: list[tuple[Path, str]]) -> tuple[nn.Module, list[dict]]:
-    """Fetch the checkpoint files if needed, build RobustBench's definition and load them; return the model (eval
-    mode) and a record of each file (name, Drive id, sha256, where it came from)."""
-    sources = fetch_checkpoints(name, files)   # kept in the model folder: a rerun (after a fix) reuses them
-    model = create_robustbench_model(name, dataset, threat_model)
-    load_robustbench_weights(_load_targets(model, name, len(files)), name, dataset, [path for path, _ in files])
-    records = [{"file": path.name, "gdrive_id": gid, "sha256": sha256_file(path), "source": source}
-               for (path, gid), source in zip(files, sources)]
-    return model.eval(), records
 
 
 # --------------------------------------------------------------------- entries --
@@ -377,11 +229,9 @@ def mirror_model(name: str, dataset: str, threat_model: str, options: MirrorOpti
                              f"staged for {repo_id} in {result.staged}; nothing uploaded" + _check_note(check),
                              repo_id, None, digest, str(folder), check)
     entry = dataclasses.replace(entry, **result.entry_update, builtin=options.builtin)
+    save_entry(entry)
     if options.builtin:
-        write_builtin_entry(entry)
         write_card(entry)
-    else:
-        add_user_entry(entry)
     atomic_write_text(folder / "README.md", render_card(entry))
     return MirrorOutcome(name, entry_name, "mirrored", f"{repo_id}@{result.commit}" + _check_note(check), repo_id,
                          result.commit, digest, str(folder), check)

@@ -19,9 +19,9 @@ import warnings
 
 import torch.nn as nn
 
-from .architectures import create_model
-from .errors import ConfigError, UnknownNameError, close_matches_hint
-from .registry import Entry
+from ..architectures import create_model
+from ..errors import ConfigError, UnknownNameError, close_matches_hint
+from ..registry import Entry
 
 ARCHITECTURE_PREFIX = "robustbench:"
 # The boards the zoo mirrors: 32x32 images, which the zoo's loaders, cards and harness handle.
@@ -97,3 +97,15 @@ def robustbench_pretrained_cfg(num_classes: int) -> dict:
     """
     return {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
             "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "num_classes": num_classes}
+
+
+def robustbench_timm_name(entry: Entry) -> str | None:
+    """The timm name robustbench's ``load_model`` looks up for the entry's RobustBench name (or None)."""
+    if entry.robustbench_id is None:
+        return None
+    return robustbench_timm_id(*entry.robustbench_id)
+
+
+def robustbench_timm_id(name: str, dataset: str, threat_model: str) -> str:
+    """The timm name robustbench's ``load_model`` looks up for a RobustBench model of a board."""
+    return f"{name.lower().replace('-', '_')}_{dataset.lower()}_{threat_model.lower()}"

@@ -1,4 +1,4 @@
-"""Source 3: RobustBench's copy of a checkpoint on Google Drive (the entry's ``origin.gdrive_id``).
+"""RobustBench's copy of a checkpoint on Google Drive (the entry's ``origin.gdrive_id``).
 
 Fetched as robustbench's own loader fetches it: ``gdown`` on
 ``https://drive.google.com/uc?id=ID`` (``$SCORE_ZOO_GDRIVE_ENDPOINT`` replaces

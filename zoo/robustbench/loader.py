@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from .checkpoints import read_weights
-from .errors import ConfigError, UnknownNameError, close_matches_hint
-from .model_dir import load_state_dict_strict
-from .registry import Entry, list_entries
-from .robustbench_models import model_for_entry, robustbench_board
+from ..checkpoints import read_weights
+from ..errors import ConfigError, UnknownNameError, close_matches_hint
+from ..model_dir import load_state_dict_strict
+from ..registry import Entry, list_entries
+from .models import create_robustbench_model, model_for_entry, robustbench_board
+from .weights import build_mirrored_model, checkpoint_files, load_robustbench_weights
 
 DEFAULT_DATASET, DEFAULT_THREAT_MODEL = "cifar10", "Linf"
 
@@ -52,7 +53,7 @@ def load_model(model_name: str, model_dir: str | os.PathLike = "./models", datas
         model = model_for_entry(entry)
         load_state_dict_strict(model, read_weights(custom_checkpoint), str(custom_checkpoint))
         return model.eval()
-    from . import load_model as zoo_load_model
+    from ..loading import load_model as zoo_load_model
 
     return zoo_load_model(entry.name)
 
@@ -83,13 +84,10 @@ def robustbench_load(model_name: str, model_dir: str | os.PathLike, dataset: str
 
     RobustBench's own definition, its checkpoint from the ``model_dir`` layout
     (downloaded from its Google Drive copy when missing) or ``custom_checkpoint``,
-    loaded by robustbench's rules (``zoo.mirror``); read with ``weights_only=True``,
+    loaded by robustbench's rules (``zoo.robustbench.weights``); read with ``weights_only=True``,
     and never through the zoo's timm registrations (which would answer a RobustBench
     name with the zoo's copy).
     """
-    from .mirror import build_mirrored_model, checkpoint_files, load_robustbench_weights
-    from .robustbench_models import create_robustbench_model
-
     models = robustbench_board(dataset, threat_model)
     if model_name not in models:
         known = list(models) + [e.name for e in list_entries()]
