@@ -1,7 +1,7 @@
 """Multi-seed studies: the same recipe trained with several seeds per objective, and what differs.
 
 A study file (``entries/studies/NAME.json``) lists one row per run, each taken
-from that run's evaluation JSON and registry entry by ``score-train study``
+from that run's evaluation JSON and registry entry by ``score-zoo study``
 (never typed): objective, seed, clean accuracy (with its image count),
 AutoAttack accuracy (with its image count), held-out PGD accuracy and the
 evaluation file. :func:`summary` computes per objective the mean and sample
