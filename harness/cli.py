@@ -320,5 +320,62 @@ def show(result, adversarial, max_examples, out):
     click.echo(f"{count} of {len(tensors['indices'])} broken example(s) -> {out}")
 
 
+@main.command("export-external")
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The .pt tensor to write.")
+@click.option("--adversarial", type=click.Path(dir_okay=False), default=None,
+              help="The --save-adversarial file (default: the one RESULT records).")
+@click.option("--data-dir", type=click.Path(), default=None, help="Test data (default: the one RESULT used).")
+def export_external(result, out, adversarial, data_dir):
+    """Write RESULT's adversarial images as RobustBench's external submission: one .pt tensor (N, 3, H, W).
+
+    Images in test-set order, floats in [0, 1]: the adversarial example where an
+    attack broke the image, else the clean image. Re-score it with check-external.
+
+    \b
+    Example:
+      score-harness evaluate cifar10-linf --data-dir ~/data --extra-attacks malt --out r.json --save-adversarial r.adv.safetensors
+      score-harness export-external r.json --out adv.pt
+    """
+    from .external import export_external as run
+
+    info = run(result, out, adversarial, data_dir)
+    click.echo(f"{info['n_examples']} {info['dataset']} images ({info['adversarial']} adversarial), tensor "
+               f"{tuple(info['shape'])}, {info['threat_model']} eps {info['eps']} -> {out}")
+
+
+@main.command("check-external")
+@click.argument("model")
+@click.argument("adv", type=click.Path(dir_okay=False))
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "svhn"]), default=None,
+              help="Dataset (default: the model's own, else cifar10).")
+@click.option("--threat-model", type=click.Choice(THREAT_MODELS), default=None,
+              help="Threat model (default: the model's own, else Linf).")
+@click.option("--eps", default=None, help="Budget (default: the standard one of the threat model).")
+@click.option("--data-dir", type=click.Path(), default=None, help="Test data (default: the bundled subset).")
+@click.option("--device", default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_external(model, adv, dataset, threat_model, eps, data_dir, device, batch_size, as_json):
+    """Re-score ADV, a .pt tensor of adversarial images for MODEL, as RobustBench re-scores submissions.
+
+    Checks shape, range [0, 1] and the eps bound against the clean test images
+    (the first N, in order), then reports MODEL's accuracy on ADV.
+
+    \b
+    Example:
+      score-harness check-external cifar10-linf adv.pt --data-dir ~/data
+    """
+    from .external import check_external as run
+
+    report = run(model, adv, dataset, threat_model, eps, data_dir, device, batch_size)
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(f"{adv}: {report['n_examples']} images within {report['threat_model']} eps {report['eps']} "
+                   f"(largest {report['max_perturbation']:.6g}); clean {report['clean_accuracy']:.2f}%, "
+                   f"robust {report['robust_accuracy']:.2f}% ({report['model']})")
+
+
 if __name__ == "__main__":
     main()

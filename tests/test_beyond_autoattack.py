@@ -8,14 +8,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from harness.adversarial import read_adversarial
+from harness.cli import main
 from harness.evaluation import evaluate
 from harness.leaderboard import leaderboard
 from harness.merge import merge_files
-from click.testing import CliRunner
-
-from harness.cli import main
 
 # The centroid model at 2/255 with one APGD-CE iteration leaves survivors that MALT (also one iteration) breaks.
 KW = dict(n_examples=32, batch_size=8, eps="2/255", version="custom", attacks=["apgd-ce"], n_iter=1, progress=False,
