@@ -47,7 +47,7 @@ def test_worst_case_over_repeats_is_recorded_and_resumes(tmp_path):
     assert data["autoattack_acc"] == f"{ev.robust_accuracy:.2f}" and data["evaluation"]["repeats"]["k"] == 3
     again = _evaluate(out=out, repeats=3, seed=5)
     assert again.evaluation.per_example == ev.per_example
-    assert sum("resumed" in w["message"] for w in again.evaluation.warnings) == 3
+    assert sum(w["count"] for w in again.evaluation.warnings if "resumed" in w["message"]) == 3
 
 
 def test_combine_keeps_an_example_robust_only_if_robust_in_every_repeat():
