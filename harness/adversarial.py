@@ -34,7 +34,7 @@ def write_adversarial(path: str | os.PathLike, records: dict, x: torch.Tensor, y
         broken = ~record["robust"]
         j, attack = settings.level(task.level)
         for k, (i, pred) in enumerate(zip(record["members"][broken].tolist(), record["pred"][broken].tolist())):
-            rows.append((i, record["x_adv"][k], pred, settings.attacks.index(attack), j))
+            rows.append((i, record["x_adv"][k], pred, settings.stages.index(attack), j))
     rows.sort(key=lambda r: r[0])
     index = torch.tensor([r[0] for r in rows], dtype=torch.long)
     empty = torch.zeros((0, *x.shape[1:]), dtype=x.dtype)
@@ -48,7 +48,7 @@ def write_adversarial(path: str | os.PathLike, records: dict, x: torch.Tensor, y
         "eps_index": torch.tensor([r[4] for r in rows], dtype=torch.long),
     }
     about = {"format": FORMAT, "model": model_spec, "dataset": settings.dataset, "threat_model": settings.threat_model,
-             "attacks": list(settings.attacks), "eps": [text for _, text in settings.eps], "seed": settings.seed}
+             "attacks": list(settings.stages), "eps": [text for _, text in settings.eps], "seed": settings.seed}
     with atomic_path(path) as tmp:  # one metadata key: safetensors writes several in a random order
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(about, sort_keys=True)})
     return {"path": str(path), "sha256": sha256_file(path), "count": len(rows)}

@@ -78,10 +78,16 @@ def _model_info_file(ctx, param, value):
 @click.option("--save-adversarial", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write the adversarial examples of the broken examples (with indices, labels, predictions and "
                    "the attack that broke each) to this safetensors file; `score-harness show` draws them.")
+@click.option("--extra-attacks", callback=_attacks, metavar="LIST",
+              help="Attacks to run after AutoAttack on its survivors: malt (Melamed et al., 2024). The result keeps "
+                   "autoattack_acc and sets RobustBench's `external` when they lower it, e.g. --extra-attacks malt.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --version rand: evaluate K times (seeds SEED..SEED+K-1) and keep each example's worst "
+                   "case, e.g. --version rand --repeats 5.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON on stdout.")
 def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version, attacks, seed, device, data_dir,
              out, state_dir, shard, weights, model_dir, model_info, n_iter, workers, exact, channels_last, tf32,
-             cudnn_benchmark, save_adversarial, as_json):
+             cudnn_benchmark, save_adversarial, extra_attacks, repeats, as_json):
     """Evaluate MODEL: a zoo entry, a model directory, robustbench:NAME or package.module:callable.
 
     \b
@@ -89,6 +95,8 @@ def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version,
       score-harness evaluate cifar10-linf --data-dir ~/data --out results/cifar10-linf.json
       score-harness evaluate cifar10-linf-tiny --n-examples 200 --eps 1/255,2/255,4/255,8/255 --out curve.json
       torchrun --nproc-per-node 2 -m harness evaluate cifar10-linf --data-dir ~/data --out r.json
+      score-harness evaluate cifar10-linf-tiny --n-examples 128 --extra-attacks malt --out r.json
+      score-harness evaluate my.module:randomized_net --version rand --repeats 5 --out r.json
     """
     import warnings
 
@@ -102,7 +110,7 @@ def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version,
                  attacks=attacks, seed=seed, device=device, data_dir=data_dir, out=out, state_dir=state_dir,
                  shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir, model_info=model_info,
                  workers=workers, exact=exact, channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark,
-                 save_adversarial=save_adversarial)
+                 save_adversarial=save_adversarial, extra_attacks=extra_attacks, repeats=repeats)
     from zoo.devices import World
 
     if World.from_env().rank != 0:  # under torchrun rank 0 reports
@@ -122,6 +130,14 @@ def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version,
         click.echo(f"clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% on {ev.n_examples} {ev.dataset} "
                    f"examples{where}, {ev.threat_model} eps {ev.eps_text} [{steps}]" + (f" -> {out}" if out else ""))
         _echo_curve(ev, out)
+        if ev.extra_attacks:
+            from .beyond import describe
+
+            click.echo(describe(result))
+        if ev.repeats:
+            click.echo("repeats: " + ", ".join(f"seed {s} {a:.2f}%" for s, a in
+                                               zip(ev.repeats["seeds"], ev.repeats["robust_accuracy"]))
+                       + f"; worst case per example {ev.robust_accuracy:.2f}%")
         if ev.adversarial:
             click.echo(f"adversarial examples: {ev.adversarial['count']} -> {ev.adversarial['path']}")
 
@@ -302,6 +318,63 @@ def show(result, adversarial, max_examples, out):
     tensors, about = read_adversarial(adversarial)
     count = adversarial_grid(tensors, about, out, max_examples)
     click.echo(f"{count} of {len(tensors['indices'])} broken example(s) -> {out}")
+
+
+@main.command("export-external")
+@click.argument("result", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The .pt tensor to write.")
+@click.option("--adversarial", type=click.Path(dir_okay=False), default=None,
+              help="The --save-adversarial file (default: the one RESULT records).")
+@click.option("--data-dir", type=click.Path(), default=None, help="Test data (default: the one RESULT used).")
+def export_external(result, out, adversarial, data_dir):
+    """Write RESULT's adversarial images as RobustBench's external submission: one .pt tensor (N, 3, H, W).
+
+    Images in test-set order, floats in [0, 1]: the adversarial example where an
+    attack broke the image, else the clean image. Re-score it with check-external.
+
+    \b
+    Example:
+      score-harness evaluate cifar10-linf --data-dir ~/data --extra-attacks malt --out r.json --save-adversarial r.adv.safetensors
+      score-harness export-external r.json --out adv.pt
+    """
+    from .external import export_external as run
+
+    info = run(result, out, adversarial, data_dir)
+    click.echo(f"{info['n_examples']} {info['dataset']} images ({info['adversarial']} adversarial), tensor "
+               f"{tuple(info['shape'])}, {info['threat_model']} eps {info['eps']} -> {out}")
+
+
+@main.command("check-external")
+@click.argument("model")
+@click.argument("adv", type=click.Path(dir_okay=False))
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "svhn"]), default=None,
+              help="Dataset (default: the model's own, else cifar10).")
+@click.option("--threat-model", type=click.Choice(THREAT_MODELS), default=None,
+              help="Threat model (default: the model's own, else Linf).")
+@click.option("--eps", default=None, help="Budget (default: the standard one of the threat model).")
+@click.option("--data-dir", type=click.Path(), default=None, help="Test data (default: the bundled subset).")
+@click.option("--device", default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_external(model, adv, dataset, threat_model, eps, data_dir, device, batch_size, as_json):
+    """Re-score ADV, a .pt tensor of adversarial images for MODEL, as RobustBench re-scores submissions.
+
+    Checks shape, range [0, 1] and the eps bound against the clean test images
+    (the first N, in order), then reports MODEL's accuracy on ADV.
+
+    \b
+    Example:
+      score-harness check-external cifar10-linf adv.pt --data-dir ~/data
+    """
+    from .external import check_external as run
+
+    report = run(model, adv, dataset, threat_model, eps, data_dir, device, batch_size)
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(f"{adv}: {report['n_examples']} images within {report['threat_model']} eps {report['eps']} "
+                   f"(largest {report['max_perturbation']:.6g}); clean {report['clean_accuracy']:.2f}%, "
+                   f"robust {report['robust_accuracy']:.2f}% ({report['model']})")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from zoo.datasets_meta import NUM_CLASSES, check_dataset
 from zoo.errors import ConfigError
 
 from .adversarial import write_adversarial
+from .beyond import apply_external, check_extra_attacks, extra_settings, provenance, split_outcomes
 from .engine.attack import RANDOMIZED_WARNING, AttackSettings, Job
 from .engine.checks import check_logits
 from .data import BundledSubsetWarning, load_tensors
@@ -114,7 +115,7 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
              model_dir: str | None = None, model_info: dict | None = None, progress: bool = True,
              workers: int | None = None, exact: bool = False, channels_last: bool | None = None,
              tf32: bool | None = None, cudnn_benchmark: bool | None = None,
-             save_adversarial=None) -> EvaluationResult:
+             save_adversarial=None, extra_attacks: list[str] | None = None, repeats: int = 1) -> EvaluationResult:
     """Evaluate ``model`` (a spec string or an nn.Module) under AutoAttack; return the result.
 
     The per-example answers are those of one bare ``AutoAttack(...).run_standard_evaluation(x, y,
@@ -135,8 +136,20 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
     every layout and precision change off; ``channels_last``, ``tf32`` and
     ``cudnn_benchmark`` override the defaults (see ``numerics``).
     ``save_adversarial`` writes the adversarial examples of the broken examples
-    to that safetensors file (see ``adversarial``).
+    to that safetensors file (see ``adversarial``). ``extra_attacks`` (``["malt"]``)
+    run after AutoAttack on its survivors and may set ``external`` (see ``beyond``);
+    ``repeats`` K > 1 re-evaluates a ``version="rand"`` model K times and keeps
+    each example's worst case (see ``repeats``).
     """
+    if repeats != 1:
+        from .repeats import evaluate_repeats
+
+        return evaluate_repeats(model, dataset, threat_model, eps, n_examples, batch_size=batch_size,
+                                version=version, attacks=attacks, seed=seed, device=device, data_dir=data_dir,
+                                out=out, state_dir=state_dir, shard=shard, weights=weights, n_iter=n_iter,
+                                model_dir=model_dir, model_info=model_info, progress=progress, workers=workers,
+                                exact=exact, channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark,
+                                save_adversarial=save_adversarial, extra_attacks=extra_attacks, repeats=repeats)
     where = devices.placement(device)
     with distributed.joined(where) as group:
         return _evaluate(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
@@ -144,13 +157,13 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
                          state_dir=state_dir, shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir,
                          model_info=model_info, progress=progress, workers=workers, exact=exact,
                          channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark,
-                         save_adversarial=save_adversarial)
+                         save_adversarial=save_adversarial, extra_attacks=extra_attacks)
 
 
 def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, version, attacks, seed,
               where: devices.Placement, group: distributed.Group, data_dir, out, state_dir, shard, weights, n_iter,
               model_dir, model_info, progress, workers, exact, channels_last, tf32, cudnn_benchmark,
-              save_adversarial) -> EvaluationResult:
+              save_adversarial, extra_attacks=None) -> EvaluationResult:
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     notes: list[tuple[str, str]] = []
@@ -161,6 +174,7 @@ def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, vers
     threat_model = check_threat_model(threat_model or resolved.defaults.get("threat_model", "Linf"))
     eps_list = resolve_eps_list(threat_model, eps)
     attack_list = attacks_for(version, threat_model, attacks)
+    extra = check_extra_attacks(extra_attacks, eps_list, threat_model)
     if len(eps_list) > 1 and version == "rand":
         raise ConfigError("an eps list needs a deterministic model, but --version rand is for randomized defenses "
                           "(an example broken at a smaller eps need not stay broken); evaluate one eps per run")
@@ -199,7 +213,7 @@ def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, vers
     worker_list = devices.worker_devices(workers, where, n_chunks, devices.cpu_cores())
     threads = max(1, devices.cpu_cores() // len(worker_list)) if len(worker_list) > 1 else None
     settings = AttackSettings(seed, threat_model, tuple(eps_list), version, tuple(attack_list), NUM_CLASSES[dataset],
-                              dataset, n_iter)
+                              dataset, n_iter, tuple(extra))
     job = Job(net, x, y, settings, numerics)
     if len(worker_list) == 1:
         with job.placed(where.device) as placed_net, torch.no_grad():  # fail on a wrong model before any work
@@ -210,6 +224,8 @@ def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, vers
               "dataset": dataset, "threat_model": threat_model, "eps": [v for v, _ in eps_list], "n_examples": n,
               "data": data, "autoattack": autoattack, "seed": seed, "batch_size": batch_size,
               "numerics": asdict(numerics), "device_kind": devices.device_kind(where.device)}
+    if extra:   # only then: the state of a run without extra attacks keeps its config
+        config["extra_attacks"] = extra_settings(extra, n_iter)
 
     lock = output_lock(out) if out is not None and group.is_main else contextlib.nullcontext()
     with lock:
@@ -236,6 +252,10 @@ def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, vers
             tracker.close()
         records = tracker.records
         outcome, broken_at = outcomes(plans, settings)
+        extra_info = None
+        if extra:   # AutoAttack's outcomes stay as they are; the extra attacks' are recorded apart
+            outcome, broken_at, extra_outcome = split_outcomes(outcome, broken_at, extra)
+            extra_info = provenance(extra, config["extra_attacks"], extra_outcome, outcome)
         notes += [("autoattack", m) for r in records.values() for m in r["warnings"]]
         earlier_s = sum(r["seconds"] for r in records.values() if r.get("resumed"))
         if tracker.resumed:
@@ -257,7 +277,7 @@ def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, vers
             shard=shard_info, numerics=asdict(numerics), segments=[list(s) for s in segments],
             execution={"workers": len(used), "threads_per_worker": threads or torch.get_num_threads(),
                        "processes": group.world_size},
-            adversarial=adversarial, per_example_start=examples.start)
+            adversarial=adversarial, per_example_start=examples.start, extra_attacks=extra_info)
         if out is not None and group.is_main:
             result.to_json(out)
             if len(eps_list) > 1:
@@ -297,4 +317,6 @@ def assemble(resolved: ResolvedModel | None, model_info: dict | None, *, outcome
                             curve=curve, randomized=randomized, **fields)
     info = build_model_info(resolved, fields["dataset"], main["eps_text"], clean, main["robust_accuracy"],
                             model_info, base=base, randomized=randomized)
+    if evaluation.extra_attacks or info.external:
+        apply_external(info, evaluation)
     return EvaluationResult(info, evaluation)

@@ -11,6 +11,7 @@ from collections import Counter
 
 from zoo.errors import ConfigError
 
+from .beyond import merge_extra
 from .evaluation import assemble
 from .results import EvaluationResult
 
@@ -59,7 +60,9 @@ def merge_results(shards: list[EvaluationResult], names: list[str] | None = None
                   duration_s=round(sum(s.evaluation.duration_s for s in shards), 3),
                   device="; ".join(devices) + f" ({len(shards)} shards)",
                   warnings=[{"source": s, "message": m, "count": c} for (s, m), c in notes.items()], shard=None,
-                  segments=[seg for i in order for seg in shards[i].evaluation.segments])
+                  segments=[seg for i in order for seg in shards[i].evaluation.segments],
+                  extra_attacks=merge_extra([shards[i].evaluation.extra_attacks for i in order],
+                                            [names[i] for i in order], outcomes))
     return assemble(None, None, outcome=outcomes, broken_at=broken_at, eps_list=first.eps_list(),
                     randomized=any(s.evaluation.randomized for s in shards), per_example_start=0,
                     base=shards[0].model_info, **fields)

@@ -46,11 +46,13 @@ class ModelInfo:
     clean_acc: str = ""
     reported: str = ""
     autoattack_acc: str = ""
+    external: str | None = None      # the best known robust accuracy, when a stronger evaluation lowers it
     footnote: str | None = None
     unreliable: bool = False
 
 
-MODEL_INFO_KEYS = tuple(f.name for f in dataclasses.fields(ModelInfo))
+# The keys every result has, in order; ``external`` only where a stronger evaluation set it (as in RobustBench).
+MODEL_INFO_KEYS = tuple(f.name for f in dataclasses.fields(ModelInfo) if f.name != "external")
 # Fields a user may set (the rest are measured).
 DESCRIPTIVE_KEYS = ("link", "name", "authors", "additional_data", "number_forward_passes", "venue",
                     "architecture", "reported", "footnote", "unreliable")
@@ -93,6 +95,8 @@ class Evaluation:
     # evaluation grew to more images, or for merged shards one per shard)
     segments: list = field(default_factory=list)
     adversarial: dict | None = None                  # {"path", "sha256", "count"} of --save-adversarial
+    extra_attacks: dict | None = None                # attacks beyond AutoAttack (see ``beyond``)
+    repeats: dict | None = None                      # --repeats K of a randomized defense (see ``repeats``)
 
     def config_key(self) -> dict:
         """The fields that must agree between shards of one evaluation."""
@@ -133,6 +137,8 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self.model_info)
+        if d.get("external") is None:   # RobustBench ranks by `external` wherever the key exists
+            del d["external"]
         d[EVALUATION_KEY] = dataclasses.asdict(self.evaluation)
         return d
 
@@ -149,7 +155,7 @@ class EvaluationResult:
             raise ConfigError(f"{origin} has evaluation format {ev.get('format') if isinstance(ev, dict) else None!r}; "
                               f"this harness reads {RESULT_FORMAT}, {FORMAT_2} and {FORMAT_1}")
         try:
-            info = ModelInfo(**{k: data[k] for k in MODEL_INFO_KEYS if k in data})
+            info = ModelInfo(**{k: data[k] for k in (*MODEL_INFO_KEYS, "external") if k in data})
             if ev["format"] == FORMAT_1:
                 ev = _upgrade_format_1(ev)
             if ev["format"] == FORMAT_2:

@@ -80,16 +80,22 @@ class AttackSettings:
     num_classes: int
     dataset: str
     n_iter: int | None = None
+    extra: tuple[str, ...] = ()          # attacks beyond AutoAttack, run after its attacks (see ``beyond``)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """AutoAttack's attacks, then the extra ones."""
+        return self.attacks + self.extra
 
     @property
     def n_levels(self) -> int:
         """The clean pass plus every attack at every eps (see ``stages``)."""
-        return 1 + len(self.eps) * len(self.attacks)
+        return 1 + len(self.eps) * len(self.stages)
 
     def level(self, level: int) -> tuple[int, str]:
         """(eps index, attack) of an attack level."""
-        j, a = divmod(level - 1, len(self.attacks))
-        return j, self.attacks[a]
+        j, a = divmod(level - 1, len(self.stages))
+        return j, self.stages[a]
 
 
 def autoattack_for(model: nn.Module, settings: AttackSettings, eps: float, attack: str, device: str) -> AutoAttack:
@@ -170,7 +176,12 @@ def run_task(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, task: T
             j, attack = settings.level(task.level)
             eps, eps_text = settings.eps[j]
             where = f"chunk {task.chunk} of {attack}" + (f" at eps {eps_text}" if len(settings.eps) > 1 else "")
-            adv = run_attack(autoattack_for(model, settings, eps, attack, device), attack, x, y)
+            if attack in settings.extra:
+                from ..beyond import run_extra
+
+                adv = run_extra(model, settings, eps, attack, x, y, device)
+            else:
+                adv = run_attack(autoattack_for(model, settings, eps, attack, device), attack, x, y)
             check_adversarial(x, adv, eps, settings.threat_model, where)
             logits = model(adv)
             check_logits(logits, settings.num_classes, settings.dataset, f"the adversarial examples of {where}")
