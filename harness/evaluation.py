@@ -16,7 +16,7 @@ import platform
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -160,15 +160,55 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
                          save_adversarial=save_adversarial, extra_attacks=extra_attacks)
 
 
-def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, version, attacks, seed,
-              where: devices.Placement, group: distributed.Group, data_dir, out, state_dir, shard, weights, n_iter,
-              model_dir, model_info, progress, workers, exact, channels_last, tf32, cudnn_benchmark,
-              save_adversarial, extra_attacks=None) -> EvaluationResult:
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
-    notes: list[tuple[str, str]] = []
+def _check_options(batch_size: int, seed: int, n_iter: int | None, workers: int | None) -> None:
+    """One error line for each out-of-range number."""
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
+    if n_iter is not None and n_iter < 1:
+        raise ConfigError(f"--n-iter must be at least 1, got {n_iter}")
+
+
+@dataclass
+class _Run:
+    """What an evaluation fixes before its first attack."""
+
+    resolved: ResolvedModel
+    x: torch.Tensor
+    y: torch.Tensor
+    examples: range                 # the evaluated indices (a shard's slice, else all)
+    shard: tuple[int, int] | None
+    eps_list: list
+    settings: AttackSettings
+    job: Job
+    config: dict                    # what a resumed run must agree with (and the result records)
+    worker_list: list[str]
+    threads: int | None
+    notes: list[tuple[str, str]]    # (source, message) warnings for the result
+
+
+def _test_images(dataset: str, data_dir, n_examples: int | None, notes: list) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The test images and labels, and where they came from (a bundled-subset warning is noted and re-raised)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BundledSubsetWarning)
+        x, y = load_tensors(dataset, "test", data_dir, n_examples)
+    notes += [("harness", str(w.message)) for w in caught if issubclass(w.category, BundledSubsetWarning)]
+    for _, msg in notes:
+        warnings.warn(msg, BundledSubsetWarning, stacklevel=5)
+    data = {"source": str(Path(data_dir).resolve()) if data_dir else "bundled-subset",
+            "sha256": data_fingerprint(x, y), "leaderboard_eligible": data_dir is not None and n_examples is None}
+    return x, y, data
+
+
+def _prepare(model, dataset, threat_model, eps, n_examples, *, batch_size, version, attacks, seed,
+             where: devices.Placement, group: distributed.Group, data_dir, shard, weights, n_iter, model_dir, workers,
+             exact, channels_last, tf32, cudnn_benchmark, extra_attacks) -> _Run:
+    """Resolve the model, threat model, images, workers and settings; check the model on the first chunk."""
+    notes: list[tuple[str, str]] = []
+    _check_options(batch_size, seed, n_iter, workers)
     resolved = resolve_model(model, dataset, threat_model, weights, model_dir)
     dataset = check_dataset(dataset or resolved.defaults.get("dataset", "cifar10"))
     threat_model = check_threat_model(threat_model or resolved.defaults.get("threat_model", "Linf"))
@@ -178,31 +218,16 @@ def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, vers
     if len(eps_list) > 1 and version == "rand":
         raise ConfigError("an eps list needs a deterministic model, but --version rand is for randomized defenses "
                           "(an example broken at a smaller eps need not stay broken); evaluate one eps per run")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    if seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
-    if n_iter is not None and n_iter < 1:
-        raise ConfigError(f"--n-iter must be at least 1, got {n_iter}")
     numerics = choose_numerics(resolved.model, exact, channels_last, tf32, cudnn_benchmark)
     shard = parse_shard(shard)
     if group.enabled and shard:
         raise ConfigError("--shard cannot be combined with torchrun: the ranks already share the work")
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", BundledSubsetWarning)
-        x, y = load_tensors(dataset, "test", data_dir, n_examples)
-    notes += [("harness", str(w.message)) for w in caught if issubclass(w.category, BundledSubsetWarning)]
-    for _, msg in notes:
-        warnings.warn(msg, BundledSubsetWarning, stacklevel=3)
-    n = len(x)
-    examples = shard_range(n, batch_size, shard)
-    data = {"source": str(Path(data_dir).resolve()) if data_dir else "bundled-subset",
-            "sha256": data_fingerprint(x, y), "leaderboard_eligible": data_dir is not None and n_examples is None}
+    x, y, data = _test_images(dataset, data_dir, n_examples, notes)
+    examples = shard_range(len(x), batch_size, shard)
     net = resolved.model
     if net.training:
         msg = "the model was in train mode; switched it to eval mode for the evaluation"
-        warnings.warn(msg, TrainModeWarning, stacklevel=3)
+        warnings.warn(msg, TrainModeWarning, stacklevel=4)
         notes.append(("harness", msg))
         net.eval()
     n_chunks = -(-len(examples) // batch_size)
@@ -219,68 +244,91 @@ def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, vers
         with job.placed(where.device) as placed_net, torch.no_grad():  # fail on a wrong model before any work
             first = x[examples.start:examples.start + batch_size].to(where.device)
             check_logits(placed_net(first), NUM_CLASSES[dataset], dataset, "the first chunk")
-    autoattack = {"version": version, "attacks": attack_list, "n_iter": n_iter}
     config = {"model": {"spec": resolved.spec, "kind": resolved.kind}, "weights_sha256": resolved.weights_sha256,
-              "dataset": dataset, "threat_model": threat_model, "eps": [v for v, _ in eps_list], "n_examples": n,
-              "data": data, "autoattack": autoattack, "seed": seed, "batch_size": batch_size,
-              "numerics": asdict(numerics), "device_kind": devices.device_kind(where.device)}
+              "dataset": dataset, "threat_model": threat_model, "eps": [v for v, _ in eps_list], "n_examples": len(x),
+              "data": data, "autoattack": {"version": version, "attacks": attack_list, "n_iter": n_iter},
+              "seed": seed, "batch_size": batch_size, "numerics": asdict(numerics),
+              "device_kind": devices.device_kind(where.device)}
     if extra:   # only then: the state of a run without extra attacks keeps its config
         config["extra_attacks"] = extra_settings(extra, n_iter)
+    return _Run(resolved, x, y, examples, shard, eps_list, settings, job, config, worker_list, threads, notes)
 
+
+def _open_state(run: _Run, group: distributed.Group, out, state_dir, started: str) -> StateDir | None:
+    """The resumable state directory (None without ``out`` or ``state_dir``); rank 0 creates it."""
+    if out is None and state_dir is None:
+        return None
+    path = Path(state_dir) if state_dir is not None else default_state_dir(out)
+    x, y = run.x, run.y
+
+    def open_state(create: bool) -> StateDir:
+        return StateDir(path, run.config, started, run.examples, lambda k: data_fingerprint(x[:k], y[:k]), create)
+
+    state = open_state(True) if group.is_main else None
+    group.barrier()  # rank 0 made the state dir before the others open it
+    state = state or open_state(False)
+    if state.grown_from is not None:
+        run.notes.append(("harness", f"grown from an evaluation of the first {state.grown_from} images: images "
+                                     f"{state.grown_from}..{len(x) - 1} are a separate segment (attacked as a "
+                                     "separate AutoAttack call) and the finished chunks were kept"))
+    return state
+
+
+def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, version, attacks, seed,
+              where: devices.Placement, group: distributed.Group, data_dir, out, state_dir, shard, weights, n_iter,
+              model_dir, model_info, progress, workers, exact, channels_last, tf32, cudnn_benchmark,
+              save_adversarial, extra_attacks=None) -> EvaluationResult:
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    run = _prepare(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
+                   attacks=attacks, seed=seed, where=where, group=group, data_dir=data_dir, shard=shard,
+                   weights=weights, n_iter=n_iter, model_dir=model_dir, workers=workers, exact=exact,
+                   channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark, extra_attacks=extra_attacks)
+    settings, notes, examples = run.settings, run.notes, run.examples
     lock = output_lock(out) if out is not None and group.is_main else contextlib.nullcontext()
     with lock:
-        state = None
-        if out is not None or state_dir is not None:
-            path = Path(state_dir) if state_dir is not None else default_state_dir(out)
-            def open_state(create: bool) -> StateDir:
-                return StateDir(path, config, started, examples, lambda k: data_fingerprint(x[:k], y[:k]), create)
-
-            state = open_state(True) if group.is_main else None
-            group.barrier()  # rank 0 made the state dir before the others open it
-            state = state or open_state(False)
-            started = state.started_at
-            if state.grown_from is not None:
-                notes.append(("harness", f"grown from an evaluation of the first {state.grown_from} images: images "
-                                         f"{state.grown_from}..{n - 1} are a separate segment (attacked as a separate "
-                                         "AutoAttack call) and the finished chunks were kept"))
+        state = _open_state(run, group, out, state_dir, started)
+        started = state.started_at if state is not None else started
         segments = state.segments if state is not None else [(examples.start, examples.stop)]
         plans = [StagePlan(a, b, batch_size, settings.n_levels) for a, b in segments]
         tracker = Tracker(plans, state, settings, progress, position=group.rank)
         try:
-            used = execute(job, tracker, where, group, worker_list, threads, workers is not None, notes)
+            used = execute(run.job, tracker, where, group, run.worker_list, run.threads, workers is not None, notes)
         finally:
             tracker.close()
         records = tracker.records
         outcome, broken_at = outcomes(plans, settings)
         extra_info = None
-        if extra:   # AutoAttack's outcomes stay as they are; the extra attacks' are recorded apart
-            outcome, broken_at, extra_outcome = split_outcomes(outcome, broken_at, extra)
-            extra_info = provenance(extra, config["extra_attacks"], extra_outcome, outcome)
+        if settings.extra:   # AutoAttack's outcomes stay as they are; the extra attacks' are recorded apart
+            outcome, broken_at, extra_outcome = split_outcomes(outcome, broken_at, list(settings.extra))
+            extra_info = provenance(list(settings.extra), run.config["extra_attacks"], extra_outcome, outcome)
         notes += [("autoattack", m) for r in records.values() for m in r["warnings"]]
         earlier_s = sum(r["seconds"] for r in records.values() if r.get("resumed"))
         if tracker.resumed:
             notes.append(("harness", f"resumed: {tracker.resumed} chunk task(s) were finished by an earlier run; "
                                      "duration_s includes their attack time and started_at is the first run's start"))
-        shard_info = ({"index": shard[0], "count": shard[1], "start": examples.start, "stop": examples.stop}
-                      if shard is not None else None)
+        shard_info = ({"index": run.shard[0], "count": run.shard[1], "start": examples.start, "stop": examples.stop}
+                      if run.shard is not None else None)
         randomized = any(source == "autoattack" and RANDOMIZED_WARNING in m for source, m in notes)
         adversarial = None
         if save_adversarial is not None and group.is_main:
-            adversarial = write_adversarial(save_adversarial, records, x, y, settings, resolved.spec)
-        label = devices.describe(used, threads) + (f" x{group.world_size} processes" if group.enabled else "")
+            adversarial = write_adversarial(save_adversarial, records, run.x, run.y, settings, run.resolved.spec)
+        label = devices.describe(used, run.threads) + (f" x{group.world_size} processes" if group.enabled else "")
+        config = run.config
         result = assemble(
-            resolved, model_info, outcome=outcome, broken_at=broken_at, eps_list=eps_list, randomized=randomized,
-            format=RESULT_FORMAT, model=config["model"], dataset=dataset, threat_model=threat_model, n_examples=n,
-            data=data, autoattack=autoattack, seed=seed, batch_size=batch_size, versions=_versions(), device=label,
-            weights_sha256=resolved.weights_sha256, started_at=started,
+            run.resolved, model_info, outcome=outcome, broken_at=broken_at, eps_list=run.eps_list,
+            randomized=randomized, format=RESULT_FORMAT, model=config["model"], dataset=config["dataset"],
+            threat_model=config["threat_model"], n_examples=config["n_examples"], data=config["data"],
+            autoattack=config["autoattack"], seed=seed, batch_size=batch_size, versions=_versions(), device=label,
+            weights_sha256=run.resolved.weights_sha256, started_at=started,
             duration_s=round(time.perf_counter() - t0 + earlier_s, 3), warnings=_summarize_warnings(notes),
-            shard=shard_info, numerics=asdict(numerics), segments=[list(s) for s in segments],
-            execution={"workers": len(used), "threads_per_worker": threads or torch.get_num_threads(),
+            shard=shard_info, numerics=config["numerics"], segments=[list(s) for s in segments],
+            execution={"workers": len(used), "threads_per_worker": run.threads or torch.get_num_threads(),
                        "processes": group.world_size},
             adversarial=adversarial, per_example_start=examples.start, extra_attacks=extra_info)
         if out is not None and group.is_main:
             result.to_json(out)
-            if len(eps_list) > 1:
+            if len(run.eps_list) > 1:
                 from .curves import write_result_plots
 
                 write_result_plots(result, out)
