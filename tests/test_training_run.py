@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 import zoo
 from harness.data import to_float_tensor
 from training import TrainingDivergedError, load_recipe, train
-from training.checkpoint import load_checkpoint
 from training.data import BatchPlan, TrainData, load_generated
 from training.recipes import RECIPE_DIR
+from training.run_state import load_checkpoint
 from training_helpers import bundled_images, metrics_records, tiny_config, tiny_data
 from zoo.errors import ConfigError, DataError
 

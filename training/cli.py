@@ -182,8 +182,7 @@ def toy_cmd(out_dir, objectives, distance, measure_distance, iterations, seed, s
     posterior.png, curves.png and objectives.png; each objective is checkpointed
     every 10 iterations in RUN_DIR/checkpoints.
     """
-    from .toy import run_toy
-    from .toy_settings import ToySettings, parse_counts
+    from .toy import ToySettings, parse_counts, run_toy
 
     values = {"objectives": tuple(objectives.split(",")) if objectives is not None else None,
               "distance": distance, "measure_distance": measure_distance, "iterations": iterations, "seed": seed,

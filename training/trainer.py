@@ -39,16 +39,16 @@ from harness.data import load_arrays
 
 from .augment import augment, cutmix_x4
 from .bn import set_bn_momentum
-from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
 from .config import TrainConfig, make_config
 from .data import BatchPlan, TrainData, to_float
 from .determinism import deterministic_training
 from .ema import EMA
 from .metrics import append_metrics, plot_metrics, read_metrics, truncate_metrics
-from .monitor import accuracy
 from .objectives import adversarial_step
 from .precision import autocast, memory_format, use_bf16
+from .run_state import check_same_config, load_checkpoint, save_checkpoint
 from .schedule import build_optimizer, build_scheduler
+from .validation import accuracy
 
 CHECKPOINT_NAME = "checkpoint.pt"
 RUN_CONFIG_NAME = "config.json"
