@@ -62,7 +62,7 @@ def test_first_step_sets_bn_statistics_from_its_own_batches(cifar, tmp_path):
     """All forwards of global step 0 run with BatchNorm momentum 1.0 (train-wa.py), later ones with 0.01."""
     from training.augment import augment
     from training.objectives import adversarial_step
-    from training.trainer import step_generator
+    from training.randomness import step_generator
     from training.data import to_float
 
     data = tiny_data(cifar, n=96, holdout=32)

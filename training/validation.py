@@ -9,16 +9,24 @@ split is only logged, never used for selection.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn as nn
 
+from harness.data import load_arrays
 from zoo import devices
+from zoo.errors import ScoreZooError
 
 from .attacks import advertorch_pgd
 from .bn import eval_mode
 from .config import TrainConfig
-from .data import to_float
+from .data import TrainData, to_float
 from .losses import cw_loss
+from .randomness import step_generator
+
+_EVAL_STREAM = 2**31  # random stream of the evaluations, apart from every epoch's (randomness.step_generator)
 
 
 def selection_step_size(cfg: TrainConfig) -> float:
@@ -49,3 +57,44 @@ def accuracy(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     group.all_reduce_sum(counts)
     n = max(1.0, counts[2].item())
     return 100.0 * counts[0].item() / n, (100.0 * counts[1].item() / n if attack_steps else None)
+
+
+def load_test_split(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The test split logged during training: ``test_data``, else the test split next to the training data."""
+    if not (cfg.test_clean_every or cfg.test_robust_every):
+        return None
+    if cfg.test_data:
+        x, y = load_arrays(cfg.dataset, "test", cfg.test_data)
+    else:  # best effort: the training data's folder may hold no test split
+        try:
+            where = Path(cfg.resolved_data_dir())
+            x, y = load_arrays(cfg.dataset, "test", where if where.is_dir() else where.parent)
+        except ScoreZooError:
+            return None
+    if cfg.test_size:
+        x, y = x[:cfg.test_size], y[:cfg.test_size]
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+
+
+def epoch_accuracies(cfg: TrainConfig, model: nn.Module, data: TrainData, test: tuple | None, epoch: int,
+                     group: devices.Group) -> dict[str, float]:
+    """The accuracies due after ``epoch`` (counted from 0): held-out selection every ``eval_every`` epochs,
+    the test-split logs every ``test_clean_every`` / ``test_robust_every``, each also after the last epoch."""
+    out: dict[str, float] = {}
+    last = epoch + 1 == cfg.epochs
+
+    def due(every: int) -> bool:
+        return bool(every) and ((epoch + 1) % every == 0 or last)
+
+    if due(cfg.eval_every):
+        gen = step_generator(cfg.seed, _EVAL_STREAM, 0, group.rank, torch.device(group.where.device))
+        out["holdout_clean_acc"], out["holdout_robust_acc"] = accuracy(
+            model, data.holdout_x, data.holdout_y, cfg, group, gen, cfg.eval_attack_steps)
+    if test is not None and (due(cfg.test_clean_every) or due(cfg.test_robust_every)):
+        gen = step_generator(cfg.seed, _EVAL_STREAM, 1, group.rank, torch.device(group.where.device))
+        clean, robust = accuracy(model, test[0], test[1], cfg, group, gen,
+                                 cfg.eval_attack_steps if due(cfg.test_robust_every) else 0)
+        out["test_clean_acc"] = clean
+        if robust is not None:
+            out["test_robust_acc"] = robust
+    return out
