@@ -36,9 +36,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import test_toy_parity as official  # noqa: E402  (the transcription of generate_toy_demo.py)
 
-from training.toy import run_toy  # noqa: E402
-from training.toy_settings import OBJECTIVES, ToySettings  # noqa: E402
-from training.toy_problem import COUNTS  # noqa: E402
+from training.toy import OBJECTIVES, ToySettings, run_toy  # noqa: E402
+from training.toy.problem import COUNTS  # noqa: E402
 
 
 def official_seconds(objectives, iterations: int, seed: int) -> float:
@@ -66,8 +65,8 @@ def profile_measurement(seed: int) -> None:
     """Print the shares of one official-size R_SCORE measurement's CPU time (one thread) by kind of operation."""
     from torch.profiler import profile
 
-    from training.toy_objectives import ToyMLP, measure
-    from training.toy_problem import Problem, seeded
+    from training.toy.objectives import ToyMLP, measure
+    from training.toy.problem import Problem, seeded
 
     torch.set_num_threads(1)
     s = ToySettings(seed=seed)

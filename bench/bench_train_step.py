@@ -26,8 +26,8 @@ from training.config import make_config
 from training.ema import EMA
 from training.objectives import adversarial_step
 from training.precision import autocast, memory_format, use_bf16
+from training.randomness import step_generator
 from training.schedule import build_optimizer
-from training.trainer import step_generator
 
 
 def _time_interleaved(fns, repeats: int, warmup: int, device: torch.device) -> list[float]:

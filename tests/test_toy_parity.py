@@ -19,11 +19,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from training import toy, toy_attacks
-from training import toy_objectives as objectives
-from training.toy_settings import OBJECTIVES, ToySettings
-from training.toy_distances import TOY_DISTANCES, toy_distance
-from training.toy_problem import Problem
+from training.toy import attacks as toy_attacks
+from training.toy import objectives
+from training.toy import run as toy
+from training.toy.distances import TOY_DISTANCES, toy_distance
+from training.toy.problem import Problem
+from training.toy.settings import OBJECTIVES, ToySettings
 
 half_bs_0 = 500  # prior for class 0 (the script: 50000)
 half_bs_1 = 100  # prior for class 1 (the script: 10000)

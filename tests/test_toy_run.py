@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from training.checkpoint import load_checkpoint
 from training.cli import main
-from training.toy_figures import TRUTH_COLOR
+from training.run_state import load_checkpoint
+from training.toy.figures import TRUTH_COLOR
 
 SMALL = ["--samples", "250,50", "--iterations", "3", "--seed", "4"]
 

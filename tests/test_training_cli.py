@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import zoo
 from harness.data import BUNDLED_SUBSET
-from training.checkpoint import load_checkpoint
 from training.cli import main
+from training.run_state import load_checkpoint
 
 SMALL = ["--set", "architecture=wrn-10-1-swish", "--set", "train_subset=160", "--set", "holdout_size=32",
          "--set", "batch_size=32", "--set", "epochs=1", "--set", "attack_steps=1", "--set", "eval_attack_steps=1"]

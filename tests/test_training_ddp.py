@@ -16,8 +16,8 @@ from training import train
 from training.augment import augment
 from training.data import BatchPlan, to_float
 from training.objectives import adversarial_step
+from training.randomness import step_generator
 from training.schedule import build_optimizer, build_scheduler
-from training.trainer import step_generator
 from training_helpers import bundled_images, tiny_config, tiny_data
 
 WORLD = 2

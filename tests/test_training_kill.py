@@ -16,8 +16,8 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from training.checkpoint import load_checkpoint
 from training.cli import main
+from training.run_state import load_checkpoint
 from training_helpers import bundled_images, metrics_records
 
 # 160 images of which 32 held out, batch 32: 5 steps per epoch, 10 in all; checkpoints after global steps

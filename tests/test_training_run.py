@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 import zoo
 from harness.data import to_float_tensor
 from training import TrainingDivergedError, load_recipe, train
-from training.checkpoint import load_checkpoint
 from training.data import BatchPlan, TrainData, load_generated
 from training.recipes import RECIPE_DIR
+from training.run_state import load_checkpoint
 from training_helpers import bundled_images, metrics_records, tiny_config, tiny_data
 from zoo.errors import ConfigError, DataError
 
@@ -62,7 +62,7 @@ def test_first_step_sets_bn_statistics_from_its_own_batches(cifar, tmp_path):
     """All forwards of global step 0 run with BatchNorm momentum 1.0 (train-wa.py), later ones with 0.01."""
     from training.augment import augment
     from training.objectives import adversarial_step
-    from training.trainer import step_generator
+    from training.randomness import step_generator
     from training.data import to_float
 
     data = tiny_data(cifar, n=96, holdout=32)

@@ -1,4 +1,4 @@
-"""score-train: the command line over training.train (a thin click layer)."""
+"""score-train: the command line over training.launch, training.register and training.toy (a thin click layer)."""
 
 from __future__ import annotations
 
@@ -52,24 +52,15 @@ def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_s
     if data_dir:
         values["data_dir"] = data_dir
     config = load_recipe(recipe, values)
-    from zoo import devices
+    from .launch import launch
 
-    from .register import check_new_name, register_run
-    from .trainer import train
+    def trained(run) -> None:
+        click.echo(str(run.released) if run.finished else f"{run.run_dir} (stopped early; continue with --resume)")
 
-    where = devices.placement(device)  # a wrong --device fails here, not after training
-    if register_name:
-        check_new_name(register_name)
-    with devices.joined(where) as group:  # training and --register share the torchrun process group
-        run_dir = train(config, out_dir, resume=resume, device=device, stop_after_steps=stop_after_steps,
-                        progress=not no_progress)
-        final = run_dir / "model"
-        if group.is_main:
-            click.echo(str(run_dir / "model-best") if final.is_dir() else f"{run_dir} (stopped early; continue with --resume)")
-        if register_name and final.is_dir():
-            registration = register_run(run_dir, register_name, device=device, progress=not no_progress)
-            if registration is not None:
-                _report(registration)
+    result = launch(config, out_dir, resume=resume, device=device, stop_after_steps=stop_after_steps,
+                    progress=not no_progress, register_name=register_name, on_trained=trained)
+    if result is not None and result.registration is not None:  # None on the other processes under torchrun
+        _report(result.registration)
 
 
 def _report(reg) -> None:
@@ -182,8 +173,7 @@ def toy_cmd(out_dir, objectives, distance, measure_distance, iterations, seed, s
     posterior.png, curves.png and objectives.png; each objective is checkpointed
     every 10 iterations in RUN_DIR/checkpoints.
     """
-    from .toy import run_toy
-    from .toy_settings import ToySettings, parse_counts
+    from .toy import ToySettings, parse_counts, run_toy
 
     values = {"objectives": tuple(objectives.split(",")) if objectives is not None else None,
               "distance": distance, "measure_distance": measure_distance, "iterations": iterations, "seed": seed,

@@ -1,12 +1,72 @@
-"""Per-epoch metrics: a JSONL log and a PNG plot of the curves."""
+"""Per-epoch metrics: an epoch's training totals, a JSONL log of the records, a one-line summary, a PNG plot."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from zoo.fileio import atomic_path, atomic_write_text
+
+
+def batch_totals(loss: torch.Tensor, logits_clean: torch.Tensor | None, logits_adv: torch.Tensor,
+                 y: torch.Tensor) -> torch.Tensor:
+    """[loss x n, clean hits, adversarial hits, n] of one batch (float64, to be summed over ranks).
+
+    Hits are NaN where they do not exist: soft labels (CutMix) or an objective without clean logits.
+    """
+    hard = y.dim() == 1
+    nan = torch.tensor(float("nan"), device=y.device)
+    return torch.stack([
+        loss.detach().float() * len(y),
+        (logits_clean.argmax(1) == y).sum().float() if logits_clean is not None and hard else nan,
+        (logits_adv.argmax(1) == y).sum().float() if hard else nan,
+        torch.tensor(float(len(y)), device=y.device)]).double()
+
+
+@dataclass
+class EpochStats:
+    """The sums of :func:`batch_totals` over the steps of an epoch so far (saved in checkpoints)."""
+
+    loss: float = 0.0
+    clean: float = 0.0
+    adv: float = 0.0
+    n: float = 0.0
+
+    def add(self, totals: torch.Tensor) -> None:
+        self.loss += totals[0].item()
+        self.clean += totals[1].item()
+        self.adv += totals[2].item()
+        self.n += totals[3].item()
+
+    def as_dict(self) -> dict[str, float]:
+        return {"loss": self.loss, "clean": self.clean, "adv": self.adv, "n": self.n}
+
+    def train_record(self) -> dict[str, float | None]:
+        """Mean loss and accuracies in % (None where the hits do not exist) of the epoch's metrics record."""
+        return {"train_loss": self.loss / self.n, "train_clean_acc": _percent(self.clean, self.n),
+                "train_adv_acc": _percent(self.adv, self.n)}
+
+
+def _percent(count: float, n: float) -> float | None:
+    return None if not math.isfinite(count) or not n else 100.0 * count / n
+
+
+def epoch_line(record: dict, epochs: int) -> str:
+    """One line summing up an epoch's record, e.g. "epoch 3/10: loss 1.2345, train adv acc 40.1%, held-out ..."."""
+    parts = [f"epoch {record['epoch'] + 1}/{epochs}: loss {record['train_loss']:.4f}"]
+    if record["train_adv_acc"] is not None:
+        parts.append(f"train adv acc {record['train_adv_acc']:.1f}%")
+    if "holdout_robust_acc" in record:
+        parts.append(f"held-out clean {record['holdout_clean_acc']:.1f}% / PGD-CW {record['holdout_robust_acc']:.1f}%")
+    if "test_clean_acc" in record:
+        parts.append(f"test clean {record['test_clean_acc']:.1f}%" + (
+            f" / PGD-CW {record['test_robust_acc']:.1f}%" if "test_robust_acc" in record else ""))
+    return ", ".join(parts)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import harness
 from harness.clean import clean_accuracy
-from zoo import devices, registry
+from zoo import devices, distributed, registry
 from zoo.cards import default_cards_dir, write_card
 from zoo.errors import ConfigError
 from zoo.fileio import sha256_file, staged_dir
@@ -115,7 +115,7 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
         cards_dir = model_dir.parent
     state_dir = Path(run_dir) / f"evaluation-{name}.state"
 
-    with devices.joined(devices.placement(device)) as group:
+    with distributed.joined(devices.placement(device)) as group:
         result = harness.evaluate(str(source_dir), config["dataset"], threat_model, config.get("eps"), n_examples,
                                   batch_size=batch_size, version=version, attacks=attacks, seed=seed, device=device,
                                   data_dir=data_dir, out=result_path, state_dir=state_dir, n_iter=n_iter,

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from zoo.errors import ConfigError, close_matches_hint
 
-from .toy_distances import check_toy_distance
-from .toy_problem import COUNTS
+from .distances import check_toy_distance
+from .problem import COUNTS
 
 # The script's --demo values, and what the paper calls them.
 OBJECTIVES = ("Standard", "PGDAT", "PGDATconsistent", "TRADES")

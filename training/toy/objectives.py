@@ -1,8 +1,8 @@
 """The toy demonstration's model, objectives and measurements, each as generate_toy_demo.py computes it.
 
-With D a distance of training/toy_distances.py, P* the exact posterior
-(training/toy_problem.py) and every max over |delta| <= eps taken by the
-script's attack (training/toy_attacks.py) from a uniform start:
+With D a distance of training/toy/distances.py, P* the exact posterior
+(training/toy/problem.py) and every max over |delta| <= eps taken by the
+script's attack (training/toy/attacks.py) from a uniform start:
 
     Standard         D(f(x), P*(x))
     PGDAT            max_delta D(f(x+delta), P*(x))               robust error: local invariance
@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .toy_attacks import sign_ascent
-from .toy_distances import point_terms, toy_distance
-from .toy_problem import Problem
-from .toy_settings import ToySettings
+from .attacks import sign_ascent
+from .distances import point_terms, toy_distance
+from .problem import Problem
+from .settings import ToySettings
 
 
 class ToyMLP(nn.Module):

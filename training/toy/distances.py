@@ -21,7 +21,7 @@ import torch
 
 from zoo.errors import ConfigError, close_matches_hint
 
-from .distances import SQRT_FLOOR, distance
+from ..distances import SQRT_FLOOR, distance
 
 TOY_DISTANCES = ("KL", "LSE", "JSsqrt", "L1", "L2", "Linf")
 _PER_POINT = {"KL": "KL", "LSE": "LSE", "JSsqrt": "JS", "L1": "1", "L2": "2", "Linf": "inf"}

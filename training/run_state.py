@@ -1,4 +1,5 @@
-"""Training checkpoints: one file holding everything a resumed run needs, written atomically."""
+"""A training run's saved state, for resume: one checkpoint file holding everything a resumed run needs, written
+atomically, and the check that a resumed run keeps its config. (Original released checkpoints: zoo.checkpoints.)"""
 
 from __future__ import annotations
 

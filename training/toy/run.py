@@ -1,18 +1,18 @@
 """`score-train toy`: the paper's toy demonstration (its Figures 1 and 2), run as generate_toy_demo.py runs it.
 
-For each objective (training/toy_objectives.py) a small MLP learns P(y|x) of
-two 1-D Gaussians (training/toy_problem.py) from the exact posterior: 500
+For each objective (training/toy/objectives.py) a small MLP learns P(y|x) of
+two 1-D Gaussians (training/toy/problem.py) from the exact posterior: 500
 iterations of Adam on a fresh draw of 60,000 points, R_SCORE and R_standard
 recorded after every step; C is computed once before training; at the end the
 model is compared with P*(y=0|x) at 10,000 points uniform in [-10, 10]. The
 run writes ``toy.json`` (settings, C, final figures, curves),
 ``posteriors.json`` (the final test points) and the figures
-(training/toy_figures.py).
+(training/toy/figures.py).
 
 The objectives are independent runs from the same initial model and the same
 samples, so they go to worker processes, one CPU thread each: on one thread
 every row of a matrix product gets the same bits whatever the batch holds
-(what makes the attack's shortcuts exact, training/toy_attacks.py), and the
+(what makes the attack's shortcuts exact, training/toy/attacks.py), and the
 numbers do not depend on the number of workers or cores.
 
 Each objective's state (model, optimiser, random streams, curves) is saved to
@@ -39,11 +39,11 @@ import zoo
 from zoo.errors import ConfigError
 from zoo.fileio import atomic_write_json
 
-from .checkpoint import check_same_config, load_checkpoint, save_checkpoint
-from .toy_figures import FIGURES, write_figures
-from .toy_objectives import ToyMLP, c_draw, measure, prob, training_loss, uniform_start
-from .toy_problem import Problem, seeded
-from .toy_settings import LABELS, ToySettings
+from ..run_state import check_same_config, load_checkpoint, save_checkpoint
+from .figures import FIGURES, write_figures
+from .objectives import ToyMLP, c_draw, measure, prob, training_loss, uniform_start
+from .problem import Problem, seeded
+from .settings import LABELS, ToySettings
 
 FORMAT = "score-train-toy/1"
 RESULT_NAME = "toy.json"
