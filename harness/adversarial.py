@@ -69,3 +69,16 @@ def read_adversarial(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     if not isinstance(about, dict) or about.get("format") != FORMAT:
         raise ConfigError(f"{path} was not written by --save-adversarial")
     return tensors, about
+
+
+def saved_adversarial(evaluation, origin: str | os.PathLike, adversarial: str | os.PathLike | None = None):
+    """The adversarial examples a result saved: ``adversarial``, else the file its ``evaluation`` names.
+
+    Returns ``(path, tensors, about)``; a result (``origin``) that saved none is one error line.
+    """
+    if adversarial is None:
+        if not evaluation.adversarial:
+            raise ConfigError(f"{origin} records no adversarial examples; evaluate with --save-adversarial FILE "
+                              "or pass --adversarial FILE")
+        adversarial = evaluation.adversarial["path"]
+    return (adversarial, *read_adversarial(adversarial))

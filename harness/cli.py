@@ -305,17 +305,11 @@ def show(result, adversarial, max_examples, out):
       score-harness evaluate cifar10-linf-tiny --n-examples 200 --out r.json --save-adversarial r.adv.safetensors
       score-harness show r.json --out broken.png
     """
-    from .adversarial import read_adversarial
+    from .adversarial import saved_adversarial
     from .pictures import adversarial_grid
     from .results import EvaluationResult
 
-    ev = EvaluationResult.from_json(result).evaluation
-    if adversarial is None:
-        if not ev.adversarial:
-            raise ConfigError(f"{result} records no adversarial examples; evaluate with --save-adversarial FILE "
-                              "or pass --adversarial FILE")
-        adversarial = ev.adversarial["path"]
-    tensors, about = read_adversarial(adversarial)
+    _, tensors, about = saved_adversarial(EvaluationResult.from_json(result).evaluation, result, adversarial)
     count = adversarial_grid(tensors, about, out, max_examples)
     click.echo(f"{count} of {len(tensors['indices'])} broken example(s) -> {out}")
 

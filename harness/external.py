@@ -39,7 +39,7 @@ def _clean_images(dataset: str, data_dir, n: int | None):
 
 def export_external(result_path: str | os.PathLike, out: str | os.PathLike, adversarial=None, data_dir=None) -> dict:
     """Write the adversarial images of ``result_path`` as RobustBench's submission tensor; return a summary."""
-    from .adversarial import read_adversarial
+    from .adversarial import saved_adversarial
     from .evaluation import data_fingerprint
     from .results import EvaluationResult
 
@@ -47,12 +47,7 @@ def export_external(result_path: str | os.PathLike, out: str | os.PathLike, adve
     if ev.shard is not None:
         raise ConfigError(f"{result_path} is one shard; RobustBench takes the whole evaluated set: evaluate without "
                           "--shard (or with --save-adversarial on the whole set)")
-    if adversarial is None:
-        if not ev.adversarial:
-            raise ConfigError(f"{result_path} records no adversarial examples; evaluate with --save-adversarial FILE "
-                              "or pass --adversarial FILE")
-        adversarial = ev.adversarial["path"]
-    tensors, about = read_adversarial(adversarial)
+    adversarial, tensors, about = saved_adversarial(ev, result_path, adversarial)
     if about.get("model") != ev.model.get("spec") or about.get("seed") != ev.seed:
         raise ConfigError(f"{adversarial} holds the adversarial examples of another evaluation "
                           f"(model {about.get('model')}, seed {about.get('seed')}), not of {result_path}")
