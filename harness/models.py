@@ -1,6 +1,7 @@
 """Resolve a MODEL spec into a module plus what is known about it.
 
-A spec is a zoo entry name, a model directory, ``robustbench:NAME``,
+A spec is a zoo entry name, a model directory, ``robustbench:NAME`` (needs the
+``robustbench`` extra; without it, one error line names it),
 ``package.module:callable`` or ``untrained:ARCH`` (a zoo architecture with its
 initial weights, seed 0: a baseline for pictures and sanity checks); a
 ``torch.nn.Module`` is accepted as is.
@@ -158,7 +159,8 @@ def _load_weights_file(model: nn.Module, weights: str) -> None:
 def _robustbench(name: str, dataset: str, threat_model: str, model_dir: str) -> ResolvedModel:
     from zoo.robustbench.loader import robustbench_load
 
-    model = robustbench_load(name, model_dir, dataset, threat_model)
+    model = robustbench_load(name, model_dir, dataset, threat_model,
+                             purpose=f"the model spec {ROBUSTBENCH_PREFIX}{name}")
     checkpoint = Path(model_dir) / dataset / threat_model / f"{name}.pt"
     sha = sha256_file(checkpoint) if checkpoint.is_file() else state_dict_sha256(model)
     return ResolvedModel(model, f"{ROBUSTBENCH_PREFIX}{name}", "robustbench", sha, architecture=type(model).__name__,

@@ -6,10 +6,15 @@
   the session for module fixtures and for what is read at import).
 - Global torch state: a test that changes the deterministic-algorithms flag, its warn_only, the thread
   count, the default dtype, grad mode or the cuDNN flags without restoring them fails.
+
+Tests marked ``robustbench`` need the robustbench extra; without robustbench installed they are skipped
+with the reason (the core install's run), and ``pytest -m robustbench`` runs exactly them (CI's second run,
+in a ``pip install -e ".[robustbench,test]"`` environment).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -23,7 +28,7 @@ from hub_server import HubServer, use_hub_server
 CLEARED_ENV = ("HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HF_HUB_OFFLINE",
                "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_OIDC_RESOURCE",
                "HUGGINGFACE_CO_STAGING", "SCORE_ZOO_ORIGIN_ENDPOINT", "SCORE_ZOO_GDRIVE_ENDPOINT", "SCORE_ZOO_DATA",
-               "CUBLAS_WORKSPACE_CONFIG")
+               "SCORE_ZOO_MODEL_INFO_URL", "CUBLAS_WORKSPACE_CONFIG")
 
 
 def isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
@@ -54,6 +59,19 @@ def pytest_configure(config):
     """Isolate the whole session before any test module (and huggingface_hub) is imported."""
     _session["home"] = Path(tempfile.mkdtemp(prefix="score-zoo-tests-"))
     isolate(_session["monkeypatch"], _session["home"])
+
+
+ROBUSTBENCH_MISSING = "needs the robustbench extra, not installed: pip install -e '.[robustbench,test]'"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``robustbench`` when robustbench is not installed (found, not imported)."""
+    if importlib.util.find_spec("robustbench") is not None:
+        return
+    skip = pytest.mark.skip(reason=ROBUSTBENCH_MISSING)
+    for item in items:
+        if item.get_closest_marker("robustbench") is not None:
+            item.add_marker(skip)
 
 
 def pytest_unconfigure(config):

@@ -2,16 +2,21 @@ import math
 
 import pytest
 import torch
-from robustbench.model_zoo.architectures.dm_wide_resnet import DMWideResNet, Swish
-from robustbench.model_zoo.architectures.resnet import PreActBlock, PreActResNet as RBPreActResNet
 
 import zoo
 from zoo.errors import UnknownNameError
 
 
+def _dm_wide_resnet():
+    """robustbench's DMWideResNet module (the parity tests' reference; they need the robustbench extra)."""
+    from robustbench.model_zoo.architectures import dm_wide_resnet
+
+    return dm_wide_resnet
+
+
 def _robustbench_wrn(depth, width, activation_fn):
     torch.manual_seed(0)
-    reference = DMWideResNet(num_classes=10, depth=depth, width=width, activation_fn=activation_fn)
+    reference = _dm_wide_resnet().DMWideResNet(num_classes=10, depth=depth, width=width, activation_fn=activation_fn)
     # Non-trivial BatchNorm statistics, so eval-mode logits exercise every buffer.
     for m in reference.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -20,9 +25,10 @@ def _robustbench_wrn(depth, width, activation_fn):
     return reference.eval()
 
 
+@pytest.mark.robustbench
 @pytest.mark.parametrize("depth,width", [(28, 10), (16, 2)])
 def test_wideresnet_matches_robustbench_dmwideresnet(depth, width):
-    reference = _robustbench_wrn(depth, width, Swish)
+    reference = _robustbench_wrn(depth, width, _dm_wide_resnet().Swish)
     model = zoo.create_model(f"wrn-{depth}-{width}-swish", dataset="cifar10").eval()
     model.load_state_dict(reference.state_dict(), strict=True)
     assert list(model.state_dict()) == list(reference.state_dict())
@@ -31,6 +37,7 @@ def test_wideresnet_matches_robustbench_dmwideresnet(depth, width):
         torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.robustbench
 @pytest.mark.parametrize("arch,activation_fn", [("wrn-16-2-swish", torch.nn.SiLU), ("wrn-10-1", torch.nn.ReLU)])
 def test_wideresnet_logits_are_bit_identical_to_dmwideresnet_with_the_same_activation(arch, activation_fn):
     reference = _robustbench_wrn(int(arch.split("-")[1]), int(arch.split("-")[2]), activation_fn)
@@ -41,10 +48,10 @@ def test_wideresnet_logits_are_bit_identical_to_dmwideresnet_with_the_same_activ
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
 
 
+@pytest.mark.robustbench
 def test_relu_wideresnet_and_cifar100_normalisation_match_robustbench():
-    from robustbench.model_zoo.architectures.dm_wide_resnet import CIFAR100_MEAN, CIFAR100_STD
-
-    reference = DMWideResNet(num_classes=100, depth=10, width=1, mean=CIFAR100_MEAN, std=CIFAR100_STD).eval()
+    dm = _dm_wide_resnet()
+    reference = dm.DMWideResNet(num_classes=100, depth=10, width=1, mean=dm.CIFAR100_MEAN, std=dm.CIFAR100_STD).eval()
     model = zoo.create_model("wrn-10-1", dataset="cifar100").eval()
     model.load_state_dict(reference.state_dict(), strict=True)
     x = torch.rand(2, 3, 32, 32)
@@ -52,7 +59,10 @@ def test_relu_wideresnet_and_cifar100_normalisation_match_robustbench():
         torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.robustbench
 def test_preact_resnet18_matches_robustbench_preactresnet():
+    from robustbench.model_zoo.architectures.resnet import PreActBlock, PreActResNet as RBPreActResNet
+
     # RobustBench's pre-activation variant with the final BatchNorm and the
     # shortcut taken after the first activation (He et al. 2016).
     reference = RBPreActResNet(PreActBlock, [2, 2, 2, 2], bn_before_fc=True, out_shortcut=True).eval()

@@ -33,13 +33,30 @@ EXTERNAL = ["Amini2024MeanSparse_S-WRN-94-16", "Bartoldson2024Adversarial_WRN-94
 
 
 def robustbench_order(folder: Path, threat_model: str) -> list[str]:
-    """The order RobustBench's own code gives (ACC_FIELDS + get_key, as its leaderboard template sorts)."""
+    """The order RobustBench's own code gives (ACC_FIELDS + get_key, as its leaderboard template sorts).
+
+    Needs robustbench: the tests that use it are marked ``robustbench``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from robustbench.model_zoo.enums import ThreatModel
         from robustbench.utils import ACC_FIELDS, get_key
     models = [(p.stem, json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
     models.sort(key=lambda m: get_key(m[1], ACC_FIELDS[ThreatModel(threat_model)]), reverse=True)
+    return [name for name, _ in models]
+
+
+# RobustBench's ranking rule, written out (robustbench.utils.ACC_FIELDS: the first field a file has ranks it,
+# descending, ties in file-name order), for the tests that run without robustbench; the marked test below checks
+# that it gives robustbench's own order on every board of RobustBench's tree.
+RANK_RULE = {"Linf": ("external", "autoattack_acc"), "L2": ("external", "autoattack_acc"),
+             "corruptions": ("corruptions_acc",)}
+
+
+def rule_order(folder: Path, threat_model: str) -> list[str]:
+    """The order RobustBench's ranking rule (``RANK_RULE``) gives the model_info files of ``folder``."""
+    models = [(p.stem, json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+    fields = RANK_RULE[threat_model]
+    models.sort(key=lambda m: float(next(m[1][k] for k in fields if k in m[1])), reverse=True)
     return [name for name, _ in models]
 
 
@@ -61,10 +78,17 @@ def tree(tmp_path_factory):
     return root, out
 
 
+@pytest.mark.robustbench
+@pytest.mark.parametrize("dataset,threat_model", BOARDS, ids=lambda v: str(v))
+def test_the_rule_written_out_is_robustbenchs_own_order(dataset, threat_model):
+    assert rule_order(RB_TREE / dataset / threat_model, threat_model) == \
+        robustbench_order(RB_TREE / dataset / threat_model, threat_model)
+
+
 @pytest.mark.parametrize("dataset,threat_model", BOARDS, ids=lambda v: str(v))
 def test_robustbench_tree_ranks_exactly_as_robustbench(dataset, threat_model):
     [board] = json.loads(leaderboard(RB_TREE, dataset, threat_model, "json"))["leaderboards"]
-    assert [m["key"] for m in board["models"]] == robustbench_order(RB_TREE / dataset / threat_model, threat_model)
+    assert [m["key"] for m in board["models"]] == rule_order(RB_TREE / dataset / threat_model, threat_model)
     assert board["not_leaderboard_grade"] == [] and len(board["models"]) == len(list((RB_TREE / dataset / threat_model).glob("*.json")))
     for m in board["models"]:
         assert m["best_known_acc"] == (m.get("external") or m.get("autoattack_acc") or m["corruptions_acc"])
@@ -75,7 +99,7 @@ def test_external_changes_the_order_where_robustbench_says_it_does():
         files = sorted((RB_TREE / dataset / threat_model).glob("*.json"))
         by_autoattack = [p.stem for p in sorted(files, key=lambda p: float(json.loads(p.read_text())["autoattack_acc"]),
                                                 reverse=True)]
-        assert robustbench_order(RB_TREE / dataset / threat_model, threat_model) != by_autoattack
+        assert rule_order(RB_TREE / dataset / threat_model, threat_model) != by_autoattack
     text = leaderboard(RB_TREE, "cifar10", "Linf", "md")
     row = next(line for line in text.splitlines() if "| Amini2024MeanSparse_S-WRN-94-16 |" in line)
     assert row.startswith("| 2 |") and "| 75.28 | 73.10 | no |" in row            # AutoAttack, best known, unreliable
@@ -89,7 +113,7 @@ def test_rows_that_are_not_leaderboard_grade_are_marked_and_ranked_apart(tree):
     root, _ = tree
     data = json.loads(leaderboard(root, "cifar10", "Linf", "json"))["leaderboards"][0]
     keys = [m["key"] for m in data["models"]]
-    expected = [k for k in robustbench_order(root / "cifar10" / "Linf", "Linf") if k != "Tiny_Centroid"]
+    expected = [k for k in rule_order(root / "cifar10" / "Linf", "Linf") if k != "Tiny_Centroid"]
     assert keys == expected and keys[:2] == EXTERNAL[::-1]     # MeanSparse: AutoAttack 75.28, external 73.10
     [apart] = data["not_leaderboard_grade"]
     assert apart["key"] == "Tiny_Centroid" and apart["rank"] == 1 and not apart["leaderboard_grade"]
@@ -101,7 +125,7 @@ def test_rows_that_are_not_leaderboard_grade_are_marked_and_ranked_apart(tree):
     assert "Tiny_Centroid" not in main_table and "| 1 | Tiny_Centroid |" in apart_table
     assert "custom attacks (apgd-ce); reduced attack iterations (n_iter=5) |" in apart_table
     together = json.loads(leaderboard(root, "cifar10", "Linf", "json", together=True))["leaderboards"][0]
-    assert [m["key"] for m in together["models"]] == robustbench_order(root / "cifar10" / "Linf", "Linf")
+    assert [m["key"] for m in together["models"]] == rule_order(root / "cifar10" / "Linf", "Linf")
     assert together["not_leaderboard_grade"] == []
     cli = CliRunner().invoke(main, ["leaderboard", str(root), "--dataset", "cifar10", "--together"])
     assert cli.exit_code == 0 and "### Not leaderboard-grade" not in cli.stdout
@@ -129,7 +153,7 @@ def test_a_full_official_standard_evaluation_is_leaderboard_grade(tree, tmp_path
     assert rows["Full_Official"]["leaderboard_grade"] and not rows["Full_Official"].get("not_leaderboard_grade_because")
     assert [m["key"] for m in board["not_leaderboard_grade"]] == ["Tiny_Centroid"]
     assert [m["key"] for m in board["models"]] == [
-        k for k in robustbench_order(board_dir, "Linf") if k != "Tiny_Centroid"]
+        k for k in rule_order(board_dir, "Linf") if k != "Tiny_Centroid"]
     assert board["models"][-1]["key"] == "Full_Official"  # 0 % robust: last
 
 
@@ -223,7 +247,7 @@ def test_html_page_renders_in_headless_chromium(tree, tmp_path):
     tables = dom.split('<table class="')[1:]
     assert [t.split('"')[0] for t in tables] == ["lb", "lb apart"]
     rendered = [[chunk.split('"')[0] for chunk in t.split("</table>")[0].split('data-key="')[1:]] for t in tables]
-    expected = [k for k in robustbench_order(root / "cifar10" / "Linf", "Linf") if k != "Tiny_Centroid"]
+    expected = [k for k in rule_order(root / "cifar10" / "Linf", "Linf") if k != "Tiny_Centroid"]
     assert rendered == [expected, ["Tiny_Centroid"]]
     assert dom.count('<circle class="pt"') == len(expected) and dom.count('<circle class="pt apart"') == 1
     shot = tmp_path / "lb.png"

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import timm
 import torch
 from click.testing import CliRunner
 from huggingface_hub import ModelCard
+from model_info_server import ModelInfoServer
 from scipy.stats import binomtest
 from test_timm_and_robustbench import run_robustbench_load
 
@@ -39,6 +41,8 @@ TIMM_NAME = {WRN: "hendrycks2020augmix_wrn_cifar10_corruptions"}   # what robust
 X = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 DRIVE_HTML = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head>"
               b"<body>Too many users have viewed or downloaded this file recently.</body></html>")
+
+pytestmark = pytest.mark.robustbench   # mirroring builds RobustBench's own definitions
 
 
 def logits(model):
@@ -175,8 +179,12 @@ def test_bulk_goes_on_past_failures_and_all_skips_what_is_mirrored(env, tmp_path
     hub.static[drive_key(WRN)] = rb_checkpoint(WRN)
     hub.static[drive_key(RESNEXT)] = DRIVE_HTML                                  # Drive refuses this one
 
-    dry = CliRunner().invoke(main, mirror_args(models, out, WRN, "--dry-run", "--json"))
+    with ModelInfoServer() as github:              # no --model-info-dir, no clone: RobustBench's repository
+        monkeypatch.setenv("SCORE_ZOO_MODEL_INFO_URL", github.url)
+        dry = CliRunner().invoke(main, mirror_args(models, out, WRN, "--dry-run", "--json", model_info=None))
     assert dry.exit_code == 0, dry.output
+    assert f"model_info: {github.url} (no clone found: each model's file is fetched" in dry.stderr
+    assert github.requests == [f"/model_info/cifar10/corruptions/{WRN}.json"]
     assert json.loads(dry.stdout)["status"] == "dry-run" and hub.repos == {} and list_entries() == []   # none built in
     assert "A mirror of the authors' weights" in (out / ENTRY[WRN] / "README.md").read_text()
 
@@ -277,12 +285,15 @@ def test_a_checkpoint_that_needs_code_execution_is_refused_with_one_line(env, ca
     ("Salman2020Do_R18", {"dataset": "imagenet", "threat_model": "Linf"}, "the zoo mirrors the cifar10 and cifar100"),
     ("Debenedetti2022Light_XCiT-S12", {"threat_model": "Linf"}, "keeps no checkpoint of Debenedetti2022Light_XCiT-S12"),
     (WRN, {"model_info": "empty"}, "is not RobustBench's model_info tree"),
-    (WRN, {"model_info": None}, "RobustBench's model_info JSON is not installed with robustbench"),
+    (WRN, {"model_info": None}, "cannot fetch RobustBench's model_info http://127.0.0.1:"),   # no clone, offline
 ])
-def test_refusals_are_one_line_before_any_download(env, tmp_path, name, options, message):
+def test_refusals_are_one_line_before_any_download(env, tmp_path, monkeypatch, name, options, message):
     hub, models, out = env
     if options.get("model_info") == "empty":
         options = {"model_info": tmp_path}
+    with socket.socket() as s:                      # RobustBench's repository, unreachable: a port with no server
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("SCORE_ZOO_MODEL_INFO_URL", f"http://127.0.0.1:{s.getsockname()[1]}/model_info")
     result = CliRunner().invoke(main, mirror_args(models, out, name, **options))
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[-1].startswith("Error: ") and message in result.output

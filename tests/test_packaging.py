@@ -3,7 +3,9 @@
 The wheel is built offline from a copy of the sources (``pip wheel --no-deps
 --no-build-isolation``) and installed with ``--no-deps`` into a fresh virtual
 environment; a .pth file added afterwards lends it this environment's
-dependencies (torch, timm, robustbench, ...), never the source tree.
+dependencies (torch, timm, and robustbench where the extra is installed, ...),
+never the source tree. The wheel's requirements keep a modern stack (robustbench
+and its pins only in the ``robustbench`` extra).
 """
 
 import json
@@ -16,6 +18,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from test_robustbench_optional import check_requirements
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "zoo", "harness", "training")
@@ -93,21 +96,37 @@ def test_readme_commands_run_from_another_directory(installed):
     assert not (purelib / "model_cards").exists()                          # never into site-packages
 
 
+def test_the_wheel_requires_no_pin_of_robustbench_outside_its_extra(installed):
+    purelib, _, _, _ = installed
+    [metadata] = purelib.glob("score_zoo-*.dist-info/METADATA")
+    check_requirements([line.split(":", 1)[1].strip() for line in metadata.read_text().splitlines()
+                        if line.startswith("Requires-Dist:")])
+
+
 FRESH_INTERPRETER = """
 import warnings; warnings.simplefilter("ignore")
-import robustbench, autoattack, zoo, harness.data
+import autoattack, zoo, harness.data
 found = zoo.locate("cifar10-linf-tiny")
 zoo.load_model("cifar10-linf-tiny")                     # sha256-checked against the installed entry
 print(autoattack.__file__, zoo.__file__, found.source, found.path, harness.data.BUNDLED_SUBSET.is_file())
 """
 
 
-def test_a_fresh_interpreter_imports_robustbench_and_loads_the_bundled_model(installed):
+def test_a_fresh_interpreter_serves_autoattack_and_loads_the_bundled_model(installed):
     purelib, bin_dir, env, elsewhere = installed
     out = run([str(bin_dir / "python"), "-c", FRESH_INTERPRETER], cwd=elsewhere, env=env).split()
     assert out == [str(purelib / "_score_zoo_autoattack" / "autoattack" / "__init__.py"),
                    str(purelib / "zoo" / "__init__.py"), "bundled",
                    str(purelib / "zoo" / "bundled" / "cifar10-linf-tiny"), "True"]
+
+
+@pytest.mark.robustbench
+def test_a_fresh_interpreter_imports_robustbench_through_the_installed_adapter(installed):
+    purelib, bin_dir, env, elsewhere = installed
+    code = ("import warnings; warnings.simplefilter('ignore'); import robustbench.eval, autoattack; "
+            "print(autoattack.__file__, robustbench.eval.AutoAttack is autoattack.AutoAttack)")
+    out = run([str(bin_dir / "python"), "-c", code], cwd=elsewhere, env=env).split()
+    assert out == [str(purelib / "_score_zoo_autoattack" / "autoattack" / "__init__.py"), "True"]
 
 
 def test_a_real_autoattack_wins_over_the_installed_adapter(installed, tmp_path):

@@ -82,6 +82,7 @@ def test_cli_list_and_info_json():
     assert result.exit_code == 1 and "Did you mean" in result.output
 
 
+@pytest.mark.robustbench
 def test_builtin_google_drive_ids_are_robustbenchs():
     """Each entry's RobustBench fallback downloads the file robustbench's own model zoo names."""
     import warnings

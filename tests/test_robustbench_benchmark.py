@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 from pyautoattack import AutoAttack
 
@@ -12,6 +13,8 @@ from harness.engine.attack import set_iterations
 from harness.data import load_tensors
 from harness.results import EvaluationResult
 from harness_helpers import centroid_model
+
+pytestmark = pytest.mark.robustbench   # robustbench's own benchmark() is the reference
 
 
 def test_benchmark_equals_robustbench_benchmark_example_for_example(monkeypatch, tmp_path):

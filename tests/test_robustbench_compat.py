@@ -2,12 +2,15 @@
 
 import warnings
 
+import pytest
 import torch
 
 import harness
 from harness.models import resolve_model
 import zoo
 from zoo.checkpoints import import_checkpoint
+
+pytestmark = pytest.mark.robustbench   # robustbench:NAME and robustbench's model zoo
 
 
 def test_robustbench_checkpoint_evaluates_and_imports_to_the_same_logits(tmp_path):

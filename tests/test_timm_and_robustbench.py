@@ -81,25 +81,33 @@ def test_timm_loads_a_published_model_from_the_hub_with_zoo_logits(hub, tmp_path
 
 
 def test_robustbench_signature_loads_zoo_entries_and_robustbench_names(hub, tmp_path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")       # robustbench's import-time deprecation noise
-        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
-
+    """Zoo models load through RobustBench's signature without robustbench installed (names as strings)."""
     tiny = harness.load_model("cifar10-linf-tiny")
     torch.testing.assert_close(logits(tiny), logits(zoo.load_model("cifar10-linf-tiny")), rtol=0, atol=0)
-    harness.load_model("cifar10-linf-tiny", dataset=BenchmarkDataset.cifar_10, threat_model=ThreatModel.Linf)
+    harness.load_model("cifar10-linf-tiny", dataset="cifar10", threat_model="Linf")
     with pytest.raises(ConfigError, match="cifar10 Linf model, not cifar100 Linf"):
         harness.load_model("cifar10-linf-tiny", dataset="cifar100")
 
     model, _ = save_tiny(tmp_path / "tiny")             # a published entry carrying a RobustBench name
     entry = tiny_entry(name="rb-tiny", origin={"robustbench_name": RB_NAME, "robustbench_threat_model": "Linf"})
     add_user_entry(dataclasses.replace(entry, **publish(entry, tmp_path / "tiny", "org/rb").entry_update))
-    loaded = harness.load_model(RB_NAME, model_dir=tmp_path / "none", dataset=BenchmarkDataset.cifar_10,
-                                threat_model=ThreatModel.Linf)
+    loaded = harness.load_model(RB_NAME, model_dir=tmp_path / "none", dataset="cifar10", threat_model="Linf")
     torch.testing.assert_close(logits(loaded), logits(model), rtol=0, atol=0)
     add_user_entry(dataclasses.replace(get_entry("rb-tiny"), sha256="0" * 64))
     with pytest.raises(IntegrityError, match="expected 0000"):
         harness.load_model(RB_NAME, dataset="cifar10", threat_model="Linf")
+
+
+@pytest.mark.robustbench
+def test_robustbench_signature_takes_robustbench_enums_and_suggests_its_names():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # robustbench's import-time deprecation noise
+        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    tiny = harness.load_model("cifar10-linf-tiny", dataset=BenchmarkDataset.cifar_10, threat_model=ThreatModel.Linf)
+    torch.testing.assert_close(logits(tiny), logits(zoo.load_model("cifar10-linf-tiny")), rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="cifar10 Linf model, not cifar100 Linf"):
+        harness.load_model("cifar10-linf-tiny", dataset=BenchmarkDataset.cifar_100)
     with pytest.raises(UnknownNameError, match="neither the zoo nor RobustBench .*Did you mean: Pang2022Robustness_WRN28_10"):
         harness.load_model("Pang2022Robustnes_WRN28_10")
 
@@ -131,6 +139,7 @@ def test_a_robustbench_named_entry_is_a_full_timm_model_with_the_zoo_weights(hub
         timm.create_model(TIMM_RB_NAME, pretrained=True)
 
 
+@pytest.mark.robustbench
 def test_other_robustbench_names_fall_through_to_robustbench(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -189,6 +198,7 @@ def run_robustbench_load(model_dir, x, rb_name, dataset, threat_model, entry, ti
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.robustbench
 def test_robustbench_own_load_model_gets_the_zoo_hub_weights_through_timm(hub, tmp_path):
     model, digest = save_tiny(tmp_path / "tiny")
     entry = tiny_entry(name="rb-tiny", origin={"robustbench_name": RB_NAME})

@@ -242,7 +242,8 @@ def _mirror_section(entry: Entry) -> list[str]:
              f"These are the weights the authors released, as RobustBench distributes them (model `{name}`, "
              f"{dataset}, {threat}), converted unchanged from RobustBench's checkpoint to safetensors. SCORE Zoo did "
              "not train or modify them. The network is RobustBench's own model definition "
-             f"(robustbench {mirror.get('robustbench_version', '')}), so loading needs `robustbench` installed.", "",
+             f"(robustbench {mirror.get('robustbench_version', '')}), so loading needs `robustbench` installed "
+             "(`pip install 'score-zoo[robustbench]'`).", "",
              f"- RobustBench checkpoint: {files}",
              f"- RobustBench's figures (`model_info/{dataset}/{threat}/{name}.json`, full test set): clean "
              f"{_acc(rep.get('clean_acc'))}%"

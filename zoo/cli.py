@@ -201,7 +201,9 @@ def publish_cmd(entry_or_dir, repo_id, model_dir, eval_files, private, dry_run, 
               help="RobustBench's checkpoint folder: a checkpoint in {model_dir}/{dataset}/{threat_model}/{NAME}.pt is "
                    "reused, a download from Google Drive is kept there.")
 @click.option("--model-info-dir", type=click.Path(file_okay=False), default=None,
-              help="RobustBench's model_info tree, for the cards (default: next to the installed robustbench).")
+              help="RobustBench's model_info tree, for the cards (default: a clone's next to the installed "
+                   "robustbench, else each model's file from RobustBench's GitHub repository, cached; "
+                   "$SCORE_ZOO_MODEL_INFO_URL replaces that URL).")
 @click.option("--out", type=click.Path(file_okay=False), default="mirrors", show_default=True,
               help="Folder for the model directories (one per entry).")
 @click.option("--check-clean", type=click.IntRange(min=1), default=None, metavar="N",
@@ -227,7 +229,8 @@ def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_nam
     RobustBench's model_info JSON; the registry entry pins the commit and
     sha256. Several NAMEs or --all go on past failures, skip what is already
     mirrored from the same checkpoint (rerun to resume), and summarise what
-    failed and why (exit 1 if anything failed).
+    failed and why (exit 1 if anything failed). Needs the robustbench extra:
+    pip install 'score-zoo[robustbench]'.
 
     \b
     Example:
@@ -239,7 +242,8 @@ def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_nam
     from pathlib import Path
 
     from .errors import ConfigError
-    from .robustbench.mirror import MirrorOptions, board_names, clean_check_plugin, mirror_many, mirror_model
+    from .robustbench.mirror import (MirrorOptions, board_names, clean_check_plugin, mirror_many, mirror_model,
+                                     require_robustbench)
     from .robustbench.model_info import find_model_info_dir
 
     if bool(names) == all_models:
@@ -249,8 +253,9 @@ def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_nam
         raise click.UsageError("--repo-id and --name apply to one model; with several, repositories are ORG/ENTRY")
     if (data_dir or device) and not check_clean:
         raise click.UsageError("--data-dir and --device apply to --check-clean")
+    require_robustbench()   # one line naming the extra when robustbench is not installed
     tree = find_model_info_dir(model_info_dir)
-    click.echo(f"model_info: {tree.path} ({tree.how})", err=True)
+    click.echo(f"model_info: {tree.where} ({tree.how})", err=True)
     checker = None
     if check_clean:
         checker = functools.partial(clean_check_plugin(), data_dir=data_dir, device=device)
@@ -258,7 +263,7 @@ def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_nam
     if not bulk:
         outcome = mirror_model(names[0], dataset, threat_model, options, repo_id, entry_name)
         if as_json:
-            echo_json({**outcome.to_dict(), "model_info_dir": str(tree.path)})
+            echo_json({**outcome.to_dict(), "model_info_dir": tree.where})
         else:
             click.echo(outcome.line())
         return
@@ -266,7 +271,7 @@ def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_nam
                            options, progress=not no_progress)
     by_status = {s: [o for o in outcomes if o.status == s] for s in ("mirrored", "dry-run", "skipped", "failed")}
     if as_json:
-        echo_json({"dataset": dataset, "threat_model": threat_model, "model_info_dir": str(tree.path),
+        echo_json({"dataset": dataset, "threat_model": threat_model, "model_info_dir": tree.where,
                    **{s: [o.to_dict() for o in group] for s, group in by_status.items()}})
     else:
         click.echo(", ".join(f"{len(group)} {s}" for s, group in by_status.items() if group) + f" of {len(outcomes)} models")

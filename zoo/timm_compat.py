@@ -5,6 +5,10 @@ huggingface_hub 1.0 removed; the failed import switches off all of timm's Hub
 support (``hf-hub:`` models raise "package not installed"). ``ensure_timm_hub``
 puts the function back (a thin wrapper over ``RepoUrl``) before timm is used,
 and reloads timm's Hub module if timm was imported without it.
+
+Newer timm (the core install's, tested with 1.0.31 on huggingface_hub 2.4) no
+longer imports it, so there this changes nothing timm uses; it matters with the
+``robustbench`` extra, which pins timm 1.0.9.
 """
 
 from __future__ import annotations

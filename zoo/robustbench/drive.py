@@ -65,7 +65,7 @@ def download_id(gdrive_id: str, dest: Path) -> str:
     progress = sys.stderr.isatty()  # gdown's own progress bar, on a terminal only
     try:
         saved = gdown.download(url=where, output=str(dest), quiet=not progress)
-    except (gdown.exceptions.FileURLRetrievalError, requests.RequestException, OSError) as e:
+    except (*_gdown_errors(), requests.RequestException, OSError) as e:
         if progress:
             print(file=sys.stderr)  # end the progress bar's line before the error line
         raise _one_line(e, where) from None
@@ -74,14 +74,24 @@ def download_id(gdrive_id: str, dest: Path) -> str:
     return where
 
 
+def _gdown_errors() -> tuple[type[Exception], ...]:
+    """gdown's own exceptions: FileURLRetrievalError, and since gdown 6 DownloadError (its base, which also reports a
+    truncated transfer)."""
+    import gdown.exceptions
+
+    return tuple(getattr(gdown.exceptions, name) for name in ("FileURLRetrievalError", "DownloadError")
+                 if hasattr(gdown.exceptions, name))
+
+
 def _one_line(e: Exception, where: str) -> HubError:
-    """gdown's and requests' failures as one ``HubError`` line."""
+    """gdown's and requests' failures as one ``HubError`` line (tested with gdown 5.1 and 6.5)."""
     import gdown
     import requests
 
     if isinstance(e, gdown.exceptions.FileURLRetrievalError):
         return HubError(f"Google Drive did not hand out the file at {where} (download quota exceeded, or the "
                         "file is not shared)")
-    if isinstance(e, requests.exceptions.ChunkedEncodingError):
+    # gdown < 6 lets requests' ChunkedEncodingError through; gdown 6 raises DownloadError("Download is incomplete...")
+    if isinstance(e, requests.exceptions.ChunkedEncodingError) or "download is incomplete" in str(e).lower():
         return HubError(f"the download of {where} was truncated (the connection closed before the announced size)")
     return HubError(f"cannot fetch {where} ({' '.join(str(e).split())[:200]})")

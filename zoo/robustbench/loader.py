@@ -12,7 +12,9 @@ custom_checkpoint="", norm=None)`` takes robustbench's arguments (strings or its
   its loading rules (``robustbench_load``), except that checkpoints are read with
   ``weights_only=True``.
 
-``custom_checkpoint`` replaces the weights, as in robustbench.
+``custom_checkpoint`` replaces the weights, as in robustbench. Zoo models load
+without robustbench; the other names need the ``robustbench`` extra (one error
+line says so).
 """
 
 from __future__ import annotations
@@ -79,16 +81,21 @@ def zoo_entry_for(model_name: str, dataset: str, threat_model: str) -> Entry | N
 
 
 def robustbench_load(model_name: str, model_dir: str | os.PathLike, dataset: str, threat_model: str,
-                     custom_checkpoint: str = "") -> nn.Module:
+                     custom_checkpoint: str = "", purpose: str | None = None) -> nn.Module:
     """A model RobustBench lists, built as robustbench's loader builds it (eval mode).
 
     RobustBench's own definition, its checkpoint from the ``model_dir`` layout
     (downloaded from its Google Drive copy when missing) or ``custom_checkpoint``,
     loaded by robustbench's rules (``zoo.robustbench.weights``); read with ``weights_only=True``,
     and never through the zoo's timm registrations (which would answer a RobustBench
-    name with the zoo's copy).
+    name with the zoo's copy). Without robustbench installed: one ``ConfigError`` line
+    naming the extra, ``purpose`` saying what needed it (default: this name as a RobustBench model).
     """
-    models = robustbench_board(dataset, threat_model)
+    if purpose is None:
+        hint = close_matches_hint(model_name, [e.name for e in list_entries()]).strip()
+        hint = f" ({hint[0].lower()}{hint[1:]})" if hint else ""
+        purpose = f"'{model_name}' is not a SCORE Zoo model{hint}; loading it as a RobustBench model"
+    models = robustbench_board(dataset, threat_model, purpose)
     if model_name not in models:
         known = list(models) + [e.name for e in list_entries()]
         raise UnknownNameError(f"neither the zoo nor RobustBench ({dataset} {threat_model}) has a model "

@@ -27,7 +27,6 @@ import re
 import shutil
 import sys
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
@@ -40,11 +39,13 @@ from ..fileio import atomic_write_text, sha256_file
 from ..model_dir import make_config, save_model_dir
 from ..publish import publish
 from ..registry import Entry, list_entries, parse_eps, save_entry
+from . import import_robustbench, robustbench_version
 from .model_info import ModelInfoTree, read_model_info
 from .models import ARCHITECTURE_PREFIX, MIRRORED_DATASETS, robustbench_board, robustbench_model
 from .weights import build_mirrored_model, checkpoint_files
 
 DEFAULT_ORG = "score-zoo"
+PURPOSE = "score-zoo mirror"   # what needs robustbench, in the one line that says to install the extra
 CHECK_GROUP = "score_zoo.mirror_checks"
 
 # check(model, dataset, n_examples, reported clean accuracy in percent) -> the record shown on the card
@@ -92,10 +93,15 @@ class MirrorOutcome:
 # ----------------------------------------------------------------- checkpoints --
 
 
+def require_robustbench() -> None:
+    """Mirroring needs robustbench (its definitions, its loading rules): one ``ConfigError`` line naming the extra."""
+    import_robustbench(purpose=PURPOSE)
+
+
 def board_names(dataset: str, threat_model: str) -> list[str]:
     """Every model RobustBench lists on a board, in its order."""
     _check_dataset(dataset)
-    return list(robustbench_board(dataset, threat_model))
+    return list(robustbench_board(dataset, threat_model, PURPOSE))
 
 
 def _check_dataset(dataset: str) -> None:
@@ -189,7 +195,7 @@ def mirror_model(name: str, dataset: str, threat_model: str, options: MirrorOpti
                  entry_name: str | None = None) -> MirrorOutcome:
     """Mirror one RobustBench model to the Hub and register it (see the module docstring)."""
     _check_dataset(dataset)
-    record = robustbench_model(name, dataset, threat_model)
+    record = robustbench_model(name, dataset, threat_model, PURPOSE)
     entry_name = entry_name or default_entry_name(name, dataset, threat_model)
     repo_id = repo_id or f"{options.org}/{entry_name}"
     entries, rb_id = list_entries(), (name, dataset, threat_model)
@@ -218,7 +224,8 @@ def mirror_model(name: str, dataset: str, threat_model: str, options: MirrorOpti
     if options.check_clean:
         checker = options.checker or clean_check_plugin()
         check = checker(model, dataset, options.check_clean, float(info["clean_acc"]))
-    mirror = {"robustbench_version": version("robustbench"), "model_info": f"{dataset}/{threat_model}/{name}.json",
+    mirror = {"robustbench_version": robustbench_version(PURPOSE),
+              "model_info": f"{dataset}/{threat_model}/{name}.json",
               "checkpoints": checkpoints, "clean_check": check}
     entry = mirror_entry(entry_name, name, dataset, threat_model, info, mirror)
     result = publish(entry, folder, repo_id, private=options.private, dry_run=options.dry_run,

@@ -9,8 +9,9 @@ re-implement them. A mirrored model says which definition to use:
   (``robustbench:WideResNet-28-4``) and the RobustBench name in ``origin``
   (``model_for_entry``).
 
-Loading one therefore needs robustbench installed; it is imported on first use
-only, so ``import zoo`` stays light.
+Loading one therefore needs robustbench installed (the ``robustbench`` extra;
+without it, one error line names the extra); it is imported on first use only,
+so ``import zoo`` stays light.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.nn as nn
 from ..architectures import create_model
 from ..errors import ConfigError, UnknownNameError, close_matches_hint
 from ..registry import Entry
+from . import import_robustbench
 
 ARCHITECTURE_PREFIX = "robustbench:"
 # The boards the zoo mirrors: 32x32 images, which the zoo's loaders, cards and harness handle.
@@ -33,22 +35,23 @@ def is_robustbench_architecture(architecture: str) -> bool:
     return architecture.startswith(ARCHITECTURE_PREFIX)
 
 
-def robustbench_board(dataset: str, threat_model: str) -> dict:
-    """RobustBench's model dict of a board: name -> ``{"model": constructor, "gdrive_id": ...}``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # robustbench's import-time deprecation noise
-        from robustbench.model_zoo import model_dicts
-        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+def robustbench_board(dataset: str, threat_model: str, purpose: str = "RobustBench's model zoo") -> dict:
+    """RobustBench's model dict of a board: name -> ``{"model": constructor, "gdrive_id": ...}``.
 
+    Without robustbench: ``ConfigError`` naming the extra, ``purpose`` saying what needed it.
+    """
+    model_dicts = import_robustbench("robustbench.model_zoo", purpose).model_dicts
+    enums = import_robustbench("robustbench.model_zoo.enums", purpose)
+    BenchmarkDataset, ThreatModel = enums.BenchmarkDataset, enums.ThreatModel
     try:
         return model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)]
     except (ValueError, KeyError):
         raise UnknownNameError(f"RobustBench has no {dataset} {threat_model} model zoo") from None
 
 
-def robustbench_model(name: str, dataset: str, threat_model: str) -> dict:
+def robustbench_model(name: str, dataset: str, threat_model: str, purpose: str | None = None) -> dict:
     """RobustBench's record of one model (its constructor and Google Drive id(s)); unknown names get close matches."""
-    models = robustbench_board(dataset, threat_model)
+    models = robustbench_board(dataset, threat_model, purpose or f"RobustBench's model {name}")
     if name not in models:
         raise UnknownNameError(f"RobustBench has no {dataset} {threat_model} model '{name}'."
                                f"{close_matches_hint(name, models)}")
@@ -57,7 +60,7 @@ def robustbench_model(name: str, dataset: str, threat_model: str) -> dict:
 
 def create_robustbench_model(name: str, dataset: str, threat_model: str) -> nn.Module:
     """RobustBench's definition of ``name``, untrained; a definition that cannot be built here is one error line."""
-    constructor = robustbench_model(name, dataset, threat_model)["model"]
+    constructor = robustbench_model(name, dataset, threat_model, f"RobustBench's definition of {name}")["model"]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

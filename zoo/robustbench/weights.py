@@ -22,7 +22,7 @@ import torch.nn as nn
 from ..checkpoints import check_checkpoint_file, load_checkpoint
 from ..errors import CheckpointError, ConfigError, ScoreZooError
 from ..fileio import sha256_file
-from . import drive
+from . import drive, import_robustbench
 from .models import create_robustbench_model
 
 
@@ -62,7 +62,8 @@ def fetch_checkpoints(name: str, files: list[tuple[Path, str]]) -> list[str]:
 
 def robustbench_state_dict(checkpoint, ensemble: bool, source: str) -> dict[str, torch.Tensor]:
     """The state dict robustbench's loader takes from a (safely read) checkpoint, by its own rules."""
-    from robustbench.utils import rm_substr_from_state_dict
+    rm_substr_from_state_dict = import_robustbench("robustbench.utils", "RobustBench's checkpoint rules"
+                                                   ).rm_substr_from_state_dict
 
     if isinstance(checkpoint, dict) and "state_dict" not in checkpoint and isinstance(checkpoint.get("last"), dict):
         checkpoint = checkpoint["last"]  # robustbench takes 'last' of the Kireev2021Effectiveness and
@@ -87,8 +88,10 @@ def _load_targets(model: nn.Module, name: str, n_files: int) -> list[nn.Module]:
 
 def load_robustbench_weights(targets: list[nn.Module], name: str, dataset: str, paths: list[Path]) -> None:
     """Load each checkpoint file (``weights_only=True``) into its module as robustbench's loader does."""
-    from robustbench.model_zoo.enums import BenchmarkDataset
-    from robustbench.utils import _safe_load_state_dict  # robustbench's rules for the partial checkpoints it knows
+    purpose = "RobustBench's checkpoint rules"
+    BenchmarkDataset = import_robustbench("robustbench.model_zoo.enums", purpose).BenchmarkDataset
+    # robustbench's rules for the partial checkpoints it knows
+    _safe_load_state_dict = import_robustbench("robustbench.utils", purpose)._safe_load_state_dict
 
     for target, path in zip(targets, paths):
         state = robustbench_state_dict(load_checkpoint(path), len(paths) > 1, str(path))
