@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -184,3 +186,16 @@ def write_official_cifar10_test(root: Path, n: int = 10_000, n_correct: int = 8,
     with open(folder / "test_batch", "wb") as f:
         pickle.dump({b"data": np.repeat(levels[:, None], 3 * 32 * 32, axis=1), b"labels": labels}, f)
     return root
+
+
+def robustbench_order(folder: Path, threat_model: str) -> list[str]:
+    """The order RobustBench's own code gives (ACC_FIELDS + get_key, as its leaderboard template sorts).
+
+    Needs robustbench: the tests that use it are marked ``robustbench``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from robustbench.model_zoo.enums import ThreatModel
+        from robustbench.utils import ACC_FIELDS, get_key
+    models = [(p.stem, json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+    models.sort(key=lambda m: get_key(m[1], ACC_FIELDS[ThreatModel(threat_model)]), reverse=True)
+    return [name for name, _ in models]

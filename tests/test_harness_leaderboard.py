@@ -22,7 +22,7 @@ from harness.cli import main
 from harness.data import load_tensors
 from harness.evaluation import evaluate
 from harness.leaderboard import leaderboard
-from harness_helpers import centroid_model, write_official_cifar10_test
+from harness_helpers import centroid_model, robustbench_order, write_official_cifar10_test
 from zoo.registry import get_entry
 
 RB_DIR = Path(__file__).parent / "data" / "robustbench-model-info"  # RobustBench model_info files
@@ -30,19 +30,6 @@ RB_TREE = Path(__file__).parent / "data" / "robustbench-model-info-tree" / "mode
 BOARDS = sorted((p.parent.name, p.name) for p in RB_TREE.glob("*/*") if p.is_dir())
 KW = dict(n_examples=16, batch_size=8, version="custom", attacks=["apgd-ce"], n_iter=5, progress=False, workers=1)
 EXTERNAL = ["Amini2024MeanSparse_S-WRN-94-16", "Bartoldson2024Adversarial_WRN-94-16"]  # external reorders these
-
-
-def robustbench_order(folder: Path, threat_model: str) -> list[str]:
-    """The order RobustBench's own code gives (ACC_FIELDS + get_key, as its leaderboard template sorts).
-
-    Needs robustbench: the tests that use it are marked ``robustbench``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from robustbench.model_zoo.enums import ThreatModel
-        from robustbench.utils import ACC_FIELDS, get_key
-    models = [(p.stem, json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
-    models.sort(key=lambda m: get_key(m[1], ACC_FIELDS[ThreatModel(threat_model)]), reverse=True)
-    return [name for name, _ in models]
 
 
 # RobustBench's ranking rule, written out (robustbench.utils.ACC_FIELDS: the first field a file has ranks it,
