@@ -12,6 +12,14 @@ from pathlib import Path
 from typing import Iterator
 
 
+def cache_dir(name: str) -> Path:
+    """``{HF_HOME}/score-zoo/{name}``: the zoo's own caches beside the Hub's (HF_HOME read now; HF's default otherwise)."""
+    from huggingface_hub import constants
+
+    home = os.environ.get("HF_HOME") or constants.HF_HOME
+    return Path(os.path.expanduser(home)) / "score-zoo" / name
+
+
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Return the hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()

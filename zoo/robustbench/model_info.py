@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_bytes, read_json
+from ..fileio import atomic_write_bytes, cache_dir, read_json
 
 _DATASET_FOLDERS = ("cifar10", "cifar100", "imagenet")
 URL_ENV = "SCORE_ZOO_MODEL_INFO_URL"
@@ -62,11 +62,8 @@ def model_info_url() -> str:
 
 
 def cache_root() -> Path:
-    """``{HF_HOME}/score-zoo/robustbench-model-info`` (HF_HOME read now; the HF default otherwise)."""
-    from huggingface_hub import constants
-
-    home = os.environ.get("HF_HOME") or constants.HF_HOME
-    return Path(os.path.expanduser(home)) / "score-zoo" / "robustbench-model-info"
+    """``{HF_HOME}/score-zoo/robustbench-model-info``."""
+    return cache_dir("robustbench-model-info")
 
 
 def remote_tree(url: str | None = None) -> ModelInfoTree:

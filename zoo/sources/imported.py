@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ..checkpoints import check_checkpoint_file, import_checkpoint
 from ..errors import CheckpointError, IntegrityError
-from ..fileio import atomic_write_json, read_json, sha256_file
+from ..fileio import atomic_write_json, cache_dir, read_json, sha256_file
 from ..model_dir import WEIGHTS_NAME
 from ..registry import Entry
 
@@ -32,11 +31,8 @@ RECORD_NAME = "origin.json"
 
 
 def cache_root() -> Path:
-    """``{HF_HOME}/score-zoo/origin`` (HF_HOME read now; the HF default otherwise)."""
-    from huggingface_hub import constants
-
-    home = os.environ.get("HF_HOME") or constants.HF_HOME
-    return Path(os.path.expanduser(home)) / "score-zoo" / "origin"
+    """``{HF_HOME}/score-zoo/origin``."""
+    return cache_dir("origin")
 
 
 def cached(entry: Entry) -> tuple[Path, dict] | None:
