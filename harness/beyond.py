@@ -45,12 +45,7 @@ def extra_settings(extra: list[str], n_iter: int | None) -> dict:
 
     from .malt import MaltSettings
 
-    out = {}
-    for attack in extra:
-        if attack == "malt":
-            s = MaltSettings() if n_iter is None else MaltSettings(n_iter=n_iter)
-            out[attack] = asdict(s)
-    return out
+    return {attack: asdict(MaltSettings.with_n_iter(n_iter)) for attack in extra if attack == "malt"}
 
 
 def run_extra(model, settings, eps: float, attack: str, x: torch.Tensor, y: torch.Tensor, device) -> torch.Tensor:
@@ -58,8 +53,8 @@ def run_extra(model, settings, eps: float, attack: str, x: torch.Tensor, y: torc
     if attack == "malt":
         from .malt import MaltSettings, malt_attack
 
-        s = MaltSettings() if settings.n_iter is None else MaltSettings(n_iter=settings.n_iter)
-        adv, _ = malt_attack(model, x, y, eps, settings.threat_model, s, seed=settings.seed, device=device)
+        adv, _ = malt_attack(model, x, y, eps, settings.threat_model, MaltSettings.with_n_iter(settings.n_iter),
+                             seed=settings.seed, device=device)
         return adv
     raise ValueError(f"extra attack '{attack}' is not supported")
 

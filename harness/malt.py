@@ -53,6 +53,11 @@ class MaltSettings:
     n_iter: int = 100
     n_restarts: int = 1
 
+    @classmethod
+    def with_n_iter(cls, n_iter: int | None) -> "MaltSettings":
+        """The reference's settings, with ``n_iter`` APGD-T iterations where given (``--n-iter``, as for AutoAttack)."""
+        return cls() if n_iter is None else cls(n_iter=n_iter)
+
 
 def candidate_classes(logits: torch.Tensor, y: torch.Tensor, n_candidates: int) -> torch.Tensor:
     """The top ``n_candidates`` classes by logit besides the label (capped at C - 1), per example."""
