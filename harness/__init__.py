@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 _LAZY = {"evaluate": "harness.evaluation", "benchmark": "harness.robustbench_dropins", "clean_accuracy": "harness.clean", "verify": "harness.verification",
-         "load_model": "harness.robustbench_dropins",
+         "load_model": "zoo.robustbench.loader",
          "merge_files": "harness.merge", "EvaluationResult": "harness.results"}
 
 

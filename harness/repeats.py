@@ -38,8 +38,6 @@ def evaluate_repeats(model, dataset=None, threat_model=None, eps=None, n_example
                         ("--extra-attacks", extra_attacks)):
         if value:
             raise ConfigError(f"--repeats cannot be combined with {flag} yet; evaluate without it")
-    if seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
     root = Path(state_dir) if state_dir is not None else default_state_dir(out) if out is not None else None
     runs = []
     for r in range(repeats):

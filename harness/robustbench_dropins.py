@@ -1,5 +1,7 @@
-"""RobustBench's entry points, drop-in: ``harness.benchmark`` (its ``benchmark()``, evaluated by the harness) and
-``harness.load_model`` (its ``load_model``: the zoo's weights for zoo models, RobustBench's for the rest)."""
+"""RobustBench's ``benchmark()``, drop-in (``harness.benchmark``): the same arguments, evaluated by the harness.
+
+Its ``load_model`` drop-in, ``harness.load_model``, is ``zoo.robustbench.loader.load_model``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from pathlib import Path
 import torch.nn as nn
 
 from zoo.errors import ConfigError
-from zoo.robustbench.loader import load_model
 
 from .evaluation import evaluate
 
@@ -48,5 +49,3 @@ def benchmark(model: nn.Module, n_examples: int = 10000, dataset="cifar10", thre
             f.write("\n".join(lines) + "\n")
     return result.clean_acc / 100, result.robust_acc / 100
 
-
-__all__ = ["benchmark", "load_model"]
