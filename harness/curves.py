@@ -13,7 +13,7 @@ from pathlib import Path
 from zoo.errors import ConfigError
 from zoo.fileio import atomic_path
 
-from .results import EVALUATION_KEY, EvaluationResult
+from zoo.results import EVALUATION_KEY, EvaluationResult
 
 FIGURE_FORMATS = ("png", "svg")
 

@@ -41,7 +41,7 @@ def export_external(result_path: str | os.PathLike, out: str | os.PathLike, adve
     """Write the adversarial images of ``result_path`` as RobustBench's submission tensor; return a summary."""
     from .adversarial import saved_adversarial
     from .evaluation import data_fingerprint
-    from .results import EvaluationResult
+    from zoo.results import EvaluationResult
 
     ev = EvaluationResult.from_json(result_path).evaluation
     if ev.shard is not None:

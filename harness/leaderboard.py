@@ -29,7 +29,7 @@ from pathlib import Path
 from zoo.errors import ConfigError
 from zoo.fileio import read_json
 
-from .results import EVALUATION_KEY
+from zoo.results import EVALUATION_KEY, EvaluationResult
 
 FORMATS = ("md", "html", "json")
 # robustbench.utils.ACC_FIELDS: the first field a file has ranks it.
@@ -133,10 +133,14 @@ def read_tree(root: str | os.PathLike, dataset: str | None = None, threat_model:
         except ConfigError as e:  # "model_info file PATH is not valid JSON (...)"
             board.skipped.append(Skipped(str(path), str(e).split(f"{path} ", 1)[-1].removeprefix("is ")))
             continue
-        evaluation = info.get(EVALUATION_KEY) if isinstance(info, dict) else None
-        evaluation = evaluation if isinstance(evaluation, dict) else {}
+        try:   # a harness result carries its provenance; a RobustBench model_info file has none
+            evaluation = (EvaluationResult.from_dict(info, str(path)).evaluation
+                          if isinstance(info, dict) and EVALUATION_KEY in info else None)
+        except ConfigError as e:   # "PATH has ..." / "PATH is ..."
+            board.skipped.append(Skipped(str(path), str(e).split(f"{path} ", 1)[-1]))
+            continue
         ds = next((p for p in parts if p in DATASETS), None) or (info.get("dataset") if isinstance(info, dict) else None)
-        tm = next((p for p in parts if p in RANK_FIELDS), None) or evaluation.get("threat_model")
+        tm = next((p for p in parts if p in RANK_FIELDS), None) or (evaluation.threat_model if evaluation else None)
         if (dataset and ds != dataset) or (threat_model and tm != threat_model):
             continue
         try:

@@ -11,7 +11,7 @@ from zoo.errors import ConfigError
 
 from .evaluation import evaluate
 from .engine.numerics import numerics_from_record
-from .results import EvaluationResult
+from zoo.results import EvaluationResult
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -81,7 +81,7 @@ def test_bundled_card_says_bundled_counts_images_right_and_never_claims_the_offi
     assert full == 10000 and n < full                                         # clean on all images, AA on a prefix
     clean = {(r.metric_value, r.metric_args["n_examples"], r.dataset_split) for r in results if r.metric_config == "clean"}
     assert clean == {(rep["clean_acc"], full, "unofficial-test-copy"),
-                     (float(evaluation["clean_acc"]), n, f"unofficial-test-copy[:{n}]")}
+                     (float(evaluation.model_info.clean_acc), n, f"unofficial-test-copy[:{n}]")}
     robust = [(r.metric_value, r.metric_args["n_examples"], r.dataset_split) for r in results if r.metric_config != "clean"]
     assert robust == [(rep["autoattack_acc"], n, f"unofficial-test-copy[:{n}]")]  # listed once, not per source
     assert (f"| CIFAR-10 test copy (unofficial) | Linf 8/255 | {full} / {n} | {rep['clean_acc']:.2f} | "

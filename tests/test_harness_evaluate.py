@@ -16,7 +16,7 @@ import pytest
 
 from harness.evaluation import evaluate
 from harness.merge import merge_files
-from harness.results import MODEL_INFO_KEYS, EvaluationResult
+from zoo.results import MODEL_INFO_KEYS, EvaluationResult
 from harness_helpers import TESTS_DIR, bare_autoattack, centroid_model, run_cli
 
 ARGS = ["harness_helpers:centroid_model", "--n-examples", "32", "--batch-size", "8", "--version", "custom",

@@ -11,7 +11,7 @@ from pyautoattack import AutoAttack
 import harness
 from harness.engine.attack import set_iterations
 from harness.data import load_tensors
-from harness.results import EvaluationResult
+from zoo.results import EvaluationResult
 from harness_helpers import centroid_model
 
 pytestmark = pytest.mark.robustbench   # robustbench's own benchmark() is the reference

@@ -317,12 +317,14 @@ def card_cmd(name, all_entries, eval_files, out_dir, to_stdout, check):
     """
     from .cards import default_cards_dir, render_card, stale_cards, write_card
     from .errors import ConfigError
-    from .evaluations import entry_evaluations, read_evaluation
+    from .evaluations import check_same_weights, entry_evaluations, read_evaluation
 
     if bool(name) == all_entries:
         raise click.UsageError("give either NAME or --all")
     entries = [e for e in registry.list_entries() if e.builtin] if all_entries else [registry.get_entry(name)]
     extra = [read_evaluation(f) for f in eval_files]
+    for entry in entries:
+        check_same_weights(extra, entry.sha256, f"entry '{entry.name}'", list(eval_files))
     if check:
         stale = stale_cards(entries, out_dir, extra)
         if stale:

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from .errors import ConfigError
-from .evaluations import evaluation_paths, provenance, read_evaluation, reports_same_robust_accuracy
+from .evaluations import evaluation_paths, read_evaluation, reports_same_robust_accuracy
 from .fileio import atomic_write_json, read_json
 from .model_dir import read_config
 from .registry import BUILTIN_DIR, get_entry
@@ -49,7 +49,7 @@ def study_row(name: str) -> dict:
         raise ConfigError(f"entry '{name}': reported AutoAttack accuracy differs from its evaluation JSON")
     return {"entry": name, "objective": recipe.get("objective", "score"), "seed": recipe.get("seed", 0),
             "clean_acc": float(entry.reported["clean_acc"]), "clean_n_examples": entry.reported["clean_n_examples"],
-            "autoattack_acc": float(evaluation["autoattack_acc"]), "n_examples": provenance(evaluation)["n_examples"],
+            "autoattack_acc": float(evaluation.model_info.autoattack_acc), "n_examples": evaluation.evaluation.n_examples,
             "holdout_robust_acc": float(training["holdout_robust_acc"]), "selected_epoch": training.get("epoch")}
 
 

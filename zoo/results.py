@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import ConfigError
-from zoo.fileio import atomic_write_json, read_json
+from .errors import ConfigError
+from .fileio import atomic_write_json, read_json
 
 RESULT_FORMAT = "score-harness/3"
 FORMAT_2 = "score-harness/2"  # AutoAttack called per batch; still read (upgraded on load)
@@ -69,7 +69,7 @@ class Evaluation:
     eps: float                       # the eps of the model_info keys (the standard budget if evaluated, else the largest)
     eps_text: str
     n_examples: int
-    data: dict                       # {"source": ..., "sha256": ..., "leaderboard_eligible": bool}
+    data: dict                       # {"source": the file or folder read, "official": bool, "sha256", "leaderboard_eligible"}
     autoattack: dict                 # {"version", "attacks", "n_iter"}
     seed: int
     batch_size: int
