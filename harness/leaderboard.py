@@ -29,7 +29,7 @@ from pathlib import Path
 from zoo.errors import ConfigError
 from zoo.fileio import read_json
 
-from zoo.results import EVALUATION_KEY, EvaluationResult
+from zoo.results import EVALUATION_KEY, EvaluationResult, as_float
 
 FORMATS = ("md", "html", "json")
 # robustbench.utils.ACC_FIELDS: the first field a file has ranks it.
@@ -82,11 +82,10 @@ class Leaderboard:
 
 
 def _number(info: dict, key: str) -> float:
-    value = info[key]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} is not a number ({value!r})") from None
+    number = as_float(info[key])
+    if number is None:
+        raise ValueError(f"{key} is not a number ({info[key]!r})")
+    return number
 
 
 def rank_value(info: dict, threat_model: str) -> tuple[str, float]:

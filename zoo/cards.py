@@ -21,8 +21,8 @@ from .eligibility import backing_evaluation, data_problem
 from .evaluations import dataset_of, entry_evaluations
 from .fileio import atomic_write_text
 from .registry import BUILTIN_DIR, Entry
-from .results import EvaluationResult
-from .robustbench.models import robustbench_timm_name
+from .results import EvaluationResult, as_float
+from .architectures.robustbench import robustbench_timm_name
 
 CARDS_DIR_NAME = "model_cards"
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
@@ -45,10 +45,8 @@ def mirror_of(entry: Entry) -> dict:
 
 
 def _float(value) -> float | None:
-    try:
-        return round(float(value), 2)
-    except (TypeError, ValueError):
-        return None
+    number = as_float(value)
+    return None if number is None else round(number, 2)
 
 
 def summarize_evaluation(result: EvaluationResult, entry: Entry) -> dict:

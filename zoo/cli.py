@@ -244,7 +244,7 @@ def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_nam
     from .errors import ConfigError
     from .robustbench.mirror import (MirrorOptions, board_names, clean_check_plugin, mirror_many, mirror_model,
                                      require_robustbench)
-    from .robustbench.model_info import find_model_info_dir
+    from .model_info import find_model_info_dir
 
     if bool(names) == all_models:
         raise click.UsageError("give one or more NAMEs or --all")

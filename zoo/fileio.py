@@ -29,6 +29,12 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_files(paths: list[str | os.PathLike]) -> str:
+    """The sha256 of one file; of several (an ensemble's members), the sha256 of their hex digests in order."""
+    digests = [sha256_file(p) for p in paths]
+    return digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``.

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from .devices import resolve_device
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_path, atomic_write_json, read_json, sha256_file, staged_dir
-from .robustbench.models import model_for_config
+from .architectures.robustbench import model_for_config
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -118,7 +118,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: str | torch.device = "c
     """Build the architecture from config.json, load the weights strictly, return it in eval mode on ``device``.
 
     A mirrored RobustBench model (config.json names it under ``robustbench``) is
-    built with RobustBench's own definition (``zoo.robustbench.models``).
+    built with RobustBench's own definition (``zoo.architectures.robustbench``).
     """
     device = resolve_device(device)  # a device this machine lacks is one clear error, before any work
     model_dir = Path(model_dir)

@@ -171,6 +171,14 @@ class EvaluationResult:
         return cls.from_dict(read_json(path, "result file"), str(path))
 
 
+def as_float(value) -> float | None:
+    """A model_info figure ("57.80" or 57.8) as a float; None when absent or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def percent(n_correct: int, n: int) -> float:
     """Accuracy in percent, rounded to 4 decimals (exact enough for any n <= 10^6)."""
     return round(100.0 * n_correct / n, 4) if n else 0.0

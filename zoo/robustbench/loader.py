@@ -29,7 +29,7 @@ from ..checkpoints import read_weights
 from ..errors import ConfigError, UnknownNameError, close_matches_hint
 from ..model_dir import load_state_dict_strict
 from ..registry import Entry, list_entries
-from .models import create_robustbench_model, model_for_entry, robustbench_board
+from ..architectures.robustbench import create_robustbench_model, model_for_entry, robustbench_board
 from .weights import build_mirrored_model, checkpoint_files, load_robustbench_weights
 
 DEFAULT_DATASET, DEFAULT_THREAT_MODEL = "cifar10", "Linf"
@@ -50,7 +50,7 @@ def load_model(model_name: str, model_dir: str | os.PathLike = "./models", datas
         threat_model = _value(norm)
     entry = zoo_entry_for(model_name, dataset, threat_model)
     if entry is None:
-        return robustbench_load(model_name, model_dir, dataset, threat_model, custom_checkpoint)
+        return robustbench_load(model_name, model_dir, dataset, threat_model, custom_checkpoint)[0]
     if custom_checkpoint:
         model = model_for_entry(entry)
         load_state_dict_strict(model, read_weights(custom_checkpoint), str(custom_checkpoint))
@@ -81,8 +81,8 @@ def zoo_entry_for(model_name: str, dataset: str, threat_model: str) -> Entry | N
 
 
 def robustbench_load(model_name: str, model_dir: str | os.PathLike, dataset: str, threat_model: str,
-                     custom_checkpoint: str = "", purpose: str | None = None) -> nn.Module:
-    """A model RobustBench lists, built as robustbench's loader builds it (eval mode).
+                     custom_checkpoint: str = "", purpose: str | None = None) -> tuple[nn.Module, list[Path]]:
+    """A model RobustBench lists, built as robustbench's loader builds it (eval mode), and its checkpoint files.
 
     RobustBench's own definition, its checkpoint from the ``model_dir`` layout
     (downloaded from its Google Drive copy when missing) or ``custom_checkpoint``,
@@ -103,10 +103,10 @@ def robustbench_load(model_name: str, model_dir: str | os.PathLike, dataset: str
     if custom_checkpoint:
         model = create_robustbench_model(model_name, dataset, threat_model)
         load_robustbench_weights([model], model_name, dataset, [Path(custom_checkpoint)])
-        return model.eval()
+        return model.eval(), [Path(custom_checkpoint)]
     gdrive_id = models[model_name].get("gdrive_id")
     if not gdrive_id:
         raise ConfigError(f"RobustBench builds {model_name} from timm's pretrained weights, not from a checkpoint; "
                           "load it with robustbench.utils.load_model")
     files = checkpoint_files(Path(model_dir), model_name, dataset, threat_model, gdrive_id)
-    return build_mirrored_model(model_name, dataset, threat_model, files)[0]
+    return build_mirrored_model(model_name, dataset, threat_model, files)[0], [path for path, _ in files]

@@ -7,7 +7,7 @@ For an entry name, in order:
 3. the entry's original checkpoint, imported once into the local cache
    (``imported``) and reused from there, fetched from the first source that
    serves a valid file: the authors' server (``authors``), then RobustBench's
-   copy on Google Drive (``zoo.robustbench.drive``).
+   copy on Google Drive (``zoo.sources.drive``).
 
 A path to a model directory is used as it is. ``Located.source`` says which
 source served the weights.
@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import ConfigError, HubError, IntegrityError, ScoreZooError
 from ..model_dir import CONFIG_NAME, WEIGHTS_NAME
 from ..registry import Entry, get_entry
-from ..robustbench import drive as robustbench_drive
+from . import drive as robustbench_drive
 from . import authors, hub, imported
 
 log = logging.getLogger(__name__)
