@@ -31,7 +31,7 @@ from .engine.attack import RANDOMIZED_WARNING, AttackSettings, Job
 from .engine.checks import check_logits
 from .data import BundledSubsetWarning, load_tensors
 from .engine.execution import Tracker, execute
-from .engine.locking import output_lock
+from zoo.locking import output_lock
 from .models import ResolvedModel, resolve_model
 from .engine.numerics import choose_numerics
 from .results import CLEAN_BREAK, DESCRIPTIVE_KEYS, RESULT_FORMAT, Evaluation, EvaluationResult, ModelInfo, curve_points, fmt_acc
