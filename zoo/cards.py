@@ -21,7 +21,7 @@ from .eligibility import backing_evaluation, data_problem
 from .errors import ConfigError
 from .evaluations import attack_settings, entry_evaluations, provenance
 from .fileio import atomic_write_text
-from .registry import BUILTIN_DIR, Entry
+from .registry import BUILTIN_DIR, Entry, user_models_dir
 from .robustbench.models import robustbench_timm_name
 
 CARDS_DIR_NAME = "model_cards"
@@ -404,9 +404,13 @@ def render_card(entry: Entry, evaluations: list[dict] | None = None) -> str:
     return f"---\n{card_data(entry, evaluations).to_yaml()}\n---\n\n{render_body(entry, evaluations)}"
 
 
-def default_cards_dir() -> Path:
-    """The repository's ``model_cards/`` (beside the ``zoo`` package) in a source checkout; once installed
-    (no pyproject.toml beside the package), ``model_cards/`` in the current directory, never site-packages."""
+def default_cards_dir(entry: Entry | None = None) -> Path:
+    """Where the card of ``entry`` goes: a user entry's beside the user's models (``user_models_dir()``); a
+    built-in one's in the repository's ``model_cards/`` (beside the ``zoo`` package) in a source checkout, once
+    installed (no pyproject.toml beside the package) in ``model_cards/`` in the current directory, never
+    site-packages."""
+    if entry is not None and not entry.builtin:
+        return user_models_dir()
     checkout = Path(__file__).resolve().parent.parent
     return (checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()) / CARDS_DIR_NAME
 
@@ -414,9 +418,9 @@ def default_cards_dir() -> Path:
 def stale_cards(entries: list[Entry], out_dir: str | os.PathLike | None = None,
                 extra: list[dict] | None = None) -> list[str]:
     """The names of the entries whose card file in ``out_dir`` is missing or differs from a fresh rendering."""
-    folder = Path(out_dir) if out_dir else default_cards_dir()
     stale = []
     for entry in entries:
+        folder = Path(out_dir) if out_dir else default_cards_dir(entry)
         path = folder / f"{entry.name}.md"
         if not path.is_file() or path.read_text(encoding="utf-8") != render_card(entry, entry_evaluations(entry) + list(extra or [])):
             stale.append(entry.name)
@@ -425,6 +429,6 @@ def stale_cards(entries: list[Entry], out_dir: str | os.PathLike | None = None,
 
 def write_card(entry: Entry, out_dir: str | os.PathLike | None = None, evaluations: list[dict] | None = None) -> Path:
     """Write ``{out_dir}/{name}.md`` atomically; return its path."""
-    path = Path(out_dir or default_cards_dir()) / f"{entry.name}.md"
+    path = Path(out_dir or default_cards_dir(entry)) / f"{entry.name}.md"
     atomic_write_text(path, render_card(entry, evaluations))
     return path
