@@ -231,7 +231,7 @@ def _prepare(model, dataset, threat_model, eps, n_examples, *, batch_size, versi
         notes.append(("harness", msg))
         net.eval()
     n_chunks = -(-len(examples) // batch_size)
-    if workers is not None and workers > n_chunks and not group.enabled:
+    if workers is not None and workers > n_chunks > 0 and not group.enabled:  # an empty shard needs no worker
         raise ConfigError(f"--workers {workers} is more than the {n_chunks} chunk(s) of the evaluation "
                           f"({len(examples)} examples, --batch-size {batch_size}); use at most {n_chunks} workers "
                           "or a smaller --batch-size")
