@@ -34,7 +34,7 @@ from .engine.attack import RANDOMIZED_WARNING, AttackSettings, Job
 from .engine.checks import check_logits
 from .data import BundledSubsetWarning, load_tensors, locate
 from .engine.execution import Tracker, execute
-from .engine.locking import output_lock
+from zoo.locking import output_lock
 from .models import ResolvedModel, resolve_model
 from .engine.numerics import choose_numerics
 from .engine.shards import parse_shard, shard_range
@@ -181,7 +181,7 @@ def _prepare(model, opts: EvaluationOptions, where: devices.Placement, group: di
         notes.append(("harness", msg))
         net.eval()
     n_chunks = -(-len(examples) // batch_size)
-    if workers is not None and workers > n_chunks and not group.enabled:
+    if workers is not None and workers > n_chunks > 0 and not group.enabled:  # an empty shard needs no worker
         raise ConfigError(f"--workers {workers} is more than the {n_chunks} chunk(s) of the evaluation "
                           f"({len(examples)} examples, --batch-size {batch_size}); use at most {n_chunks} workers "
                           "or a smaller --batch-size")

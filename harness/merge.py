@@ -7,6 +7,7 @@ its own examples), so the merged result lists one segment per shard.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from zoo.errors import ConfigError
 from zoo.results import EvaluationResult
@@ -50,7 +51,7 @@ def merge_results(shards: list[EvaluationResult], names: list[str] | None = None
     fields = combined_fields(shards)
     fields.update(started_at=min(s.evaluation.started_at for s in shards),
                   device="; ".join(sorted({s.evaluation.device for s in shards})) + f" ({len(shards)} shards)",
-                  shard=None, segments=[seg for i in order for seg in shards[i].evaluation.segments],
+                  shard=None, segments=[seg for i in order for seg in shards[i].evaluation.segments if seg[1] > seg[0]],
                   extra_attacks=merge_extra([shards[i].evaluation.extra_attacks for i in order],
                                             [names[i] for i in order], outcomes))
     return assemble(None, None, outcome=outcomes, broken_at=broken_at, eps_list=first.eps_list(),
@@ -60,6 +61,8 @@ def merge_results(shards: list[EvaluationResult], names: list[str] | None = None
 
 def merge_files(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> EvaluationResult:
     """Read shard files, merge them and (with ``out``) write the result atomically (and its curve plots)."""
+    if out is not None and Path(out).resolve() in {Path(p).resolve() for p in paths}:
+        raise ConfigError(f"--out {out} is one of the shards to merge and would be overwritten; choose another file")
     result = merge_results([EvaluationResult.from_json(p) for p in paths], [str(p) for p in paths])
     if out is not None:
         result.to_json(out)

@@ -13,6 +13,7 @@ Run directory layout::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import platform
@@ -32,6 +33,7 @@ from zoo import devices, distributed
 from zoo.datasets_meta import NUM_CLASSES
 from zoo.errors import ConfigError, ScoreZooError
 from zoo.fileio import atomic_write_json, read_json
+from zoo.locking import output_lock
 from zoo.model_dir import make_config as make_model_config
 from zoo.model_dir import save_model_dir
 
@@ -62,7 +64,8 @@ def train(config: TrainConfig | dict, out_dir: str | Path, resume: bool = False,
           device: str | None = None, stop_after_steps: int | None = None, progress: bool = True) -> Path:
     """Train a model as ``config`` says; write the run into ``out_dir``; return ``out_dir``.
 
-    ``resume`` continues from ``out_dir/checkpoint.pt`` (the config must match).
+    ``resume`` continues from ``out_dir/checkpoint.pt`` (the config must match);
+    a second run on the same ``out_dir`` is refused while this one runs.
     ``data`` supplies the images directly (else they are loaded from the
     config's data_dir). ``stop_after_steps`` ends the launch after that many
     optimiser steps in total, with a checkpoint, as a time-limited job would.
@@ -71,7 +74,8 @@ def train(config: TrainConfig | dict, out_dir: str | Path, resume: bool = False,
     cfg = config if isinstance(config, TrainConfig) else make_config(config)
     run_dir = Path(out_dir)
     where = devices.placement(device)  # decided without starting CUDA, so determinism can still set cuBLAS up
-    with deterministic_training(cfg.deterministic, where.is_cuda) as determinism, distributed.joined(where) as group:
+    with deterministic_training(cfg.deterministic, where.is_cuda) as determinism, distributed.joined(where) as group, \
+            (output_lock(run_dir, "training run", directory=True) if group.is_main else contextlib.nullcontext()):
         ckpt = _prepare_run_dir(run_dir, cfg, resume)
         group.barrier()  # every rank has checked the run directory before rank 0 writes into it
         run = _Run(_launch_config(cfg, run_dir, resume, group.world_size), run_dir, group, data, ckpt,
@@ -100,6 +104,9 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict | No
     exists = run_dir.exists() and any(run_dir.iterdir())
     if exists and not resume:
         raise ConfigError(f"run directory {run_dir} already exists; pass --resume to continue it, or choose a new --out")
+    if not exists and resume:
+        raise ConfigError(f"cannot resume {run_dir}: there is no run there; check the path, or leave out --resume "
+                          "to start a new run")
     if not exists:
         return None
     if not config_path.is_file():

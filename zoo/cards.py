@@ -20,7 +20,7 @@ from .datasets_meta import NUM_CLASSES, TEST_SIZE
 from .eligibility import backing_evaluation, data_problem
 from .evaluations import dataset_of, entry_evaluations
 from .fileio import atomic_write_text
-from .registry import BUILTIN_DIR, Entry
+from .registry import BUILTIN_DIR, Entry, user_models_dir
 from .results import EvaluationResult, as_float
 from .architectures.robustbench import robustbench_timm_name
 
@@ -397,9 +397,13 @@ def render_card(entry: Entry, evaluations: list[EvaluationResult] | None = None)
     return f"---\n{card_data(entry, evaluations).to_yaml()}\n---\n\n{render_body(entry, evaluations)}"
 
 
-def default_cards_dir() -> Path:
-    """The repository's ``model_cards/`` (beside the ``zoo`` package) in a source checkout; once installed
-    (no pyproject.toml beside the package), ``model_cards/`` in the current directory, never site-packages."""
+def default_cards_dir(entry: Entry | None = None) -> Path:
+    """Where the card of ``entry`` goes: a user entry's beside the user's models (``user_models_dir()``); a
+    built-in one's in the repository's ``model_cards/`` (beside the ``zoo`` package) in a source checkout, once
+    installed (no pyproject.toml beside the package) in ``model_cards/`` in the current directory, never
+    site-packages."""
+    if entry is not None and not entry.builtin:
+        return user_models_dir()
     checkout = Path(__file__).resolve().parent.parent
     return (checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()) / CARDS_DIR_NAME
 
@@ -407,9 +411,9 @@ def default_cards_dir() -> Path:
 def stale_cards(entries: list[Entry], out_dir: str | os.PathLike | None = None,
                 extra: list[EvaluationResult] | None = None) -> list[str]:
     """The names of the entries whose card file in ``out_dir`` is missing or differs from a fresh rendering."""
-    folder = Path(out_dir) if out_dir else default_cards_dir()
     stale = []
     for entry in entries:
+        folder = Path(out_dir) if out_dir else default_cards_dir(entry)
         path = folder / f"{entry.name}.md"
         if not path.is_file() or path.read_text(encoding="utf-8") != render_card(entry, entry_evaluations(entry) + list(extra or [])):
             stale.append(entry.name)
@@ -418,6 +422,6 @@ def stale_cards(entries: list[Entry], out_dir: str | os.PathLike | None = None,
 
 def write_card(entry: Entry, out_dir: str | os.PathLike | None = None, evaluations: list[EvaluationResult] | None = None) -> Path:
     """Write ``{out_dir}/{name}.md`` atomically; return its path."""
-    path = Path(out_dir or default_cards_dir()) / f"{entry.name}.md"
+    path = Path(out_dir or default_cards_dir(entry)) / f"{entry.name}.md"
     atomic_write_text(path, render_card(entry, evaluations))
     return path

@@ -303,7 +303,8 @@ def study_cmd(out, names, description, data_note, evaluations_dir):
 @click.option("--eval", "eval_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="Extra evaluation result JSON to include (repeatable).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for NAME.md (default: the repository's model_cards/; ./model_cards when installed).")
+              help="Folder for NAME.md (default: a user entry's in the models/ folder beside the user registry, "
+                   "a built-in one's in the repository's model_cards/, ./model_cards when installed).")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the card instead of writing it.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a card file differs from its entry.")
 def card_cmd(name, all_entries, eval_files, out_dir, to_stdout, check):
@@ -328,7 +329,7 @@ def card_cmd(name, all_entries, eval_files, out_dir, to_stdout, check):
     if check:
         stale = stale_cards(entries, out_dir, extra)
         if stale:
-            raise ConfigError(f"stale or missing model card(s) in {out_dir or default_cards_dir()}: {', '.join(stale)}; "
+            raise ConfigError(f"stale or missing model card(s) in {out_dir or default_cards_dir(entries[0])}: {', '.join(stale)}; "
                               "run 'score-zoo card --all'")
         return
     for entry in entries:

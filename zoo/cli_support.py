@@ -8,8 +8,19 @@ import click
 
 from .errors import ScoreZooError
 
-# Errors a user can cause: printed as one line with exit code 1.
-USER_ERRORS = (ScoreZooError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+# Errors a user can cause: printed as one line with exit code 1. OSError covers what the file system refuses
+# (permissions, a read-only folder, a full disk) wherever it is not a WriteError already.
+USER_ERRORS = (ScoreZooError, OSError)
+
+
+def error_line(error: Exception) -> str:
+    """The one line a CLI prints for a user error."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        text = f"{where}{error.strerror[:1].lower()}{error.strerror[1:]}; check the path, its permissions and the free space"
+    else:
+        text = str(error)
+    return " ".join(text.split()) or type(error).__name__
 
 
 class ErrorHandlingGroup(click.Group):
@@ -30,7 +41,7 @@ class ErrorHandlingGroup(click.Group):
         except USER_ERRORS as e:
             if ctx.meta.get("score_zoo.debug"):
                 raise
-            click.echo(f"Error: {' '.join(str(e).split()) or type(e).__name__}", err=True)
+            click.echo(f"Error: {error_line(e)}", err=True)
             ctx.exit(1)
 
 

@@ -33,6 +33,10 @@ class ConfigError(ScoreZooError):
     """An invalid option, config file, registry entry or state directory."""
 
 
+class WriteError(ScoreZooError):
+    """A file or folder that cannot be written: permissions, a read-only file system, a full disk."""
+
+
 class HubError(ScoreZooError):
     """A failure talking to the Hugging Face Hub (or a Hub-compatible server)."""
 

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from .devices import resolve_device
 from .errors import CheckpointError, ConfigError
-from .fileio import atomic_path, atomic_write_json, read_json, sha256_file, staged_dir
+from .fileio import atomic_write_bytes, atomic_write_json, read_json, sha256_file, staged_dir
 from .architectures.robustbench import model_for_config
 
 WEIGHTS_NAME = "model.safetensors"
@@ -40,8 +41,7 @@ def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> str:
     """Write a state dict as safetensors atomically; return its sha256."""
-    with atomic_path(path) as tmp:
-        save_file(state_dict, str(tmp), metadata={"format": "pt"})
+    atomic_write_bytes(path, safetensors_bytes(state_dict, metadata={"format": "pt"}))
     return sha256_file(path)
 
 

@@ -38,7 +38,7 @@ from ..errors import ConfigError, ScoreZooError
 from ..fileio import atomic_write_text, sha256_file
 from ..model_dir import make_config, save_model_dir
 from ..publish import publish
-from ..registry import Entry, list_entries, parse_eps, save_entry
+from ..registry import Entry, check_name, list_entries, parse_eps, save_entry
 from ..results import as_float
 from ..architectures.robustbench import ARCHITECTURE_PREFIX, MIRRORED_DATASETS, robustbench_board, robustbench_model
 from ..extras import import_robustbench, robustbench_version
@@ -189,8 +189,8 @@ def mirror_model(name: str, dataset: str, threat_model: str, options: MirrorOpti
                  entry_name: str | None = None) -> MirrorOutcome:
     """Mirror one RobustBench model to the Hub and register it (see the module docstring)."""
     _check_dataset(dataset)
+    entry_name = check_name(entry_name or default_entry_name(name, dataset, threat_model))
     record = robustbench_model(name, dataset, threat_model, PURPOSE)
-    entry_name = entry_name or default_entry_name(name, dataset, threat_model)
     repo_id = repo_id or f"{options.org}/{entry_name}"
     entries, rb_id = list_entries(), (name, dataset, threat_model)
     own = next((e for e in entries if e.robustbench_id == rb_id and not mirror_of(e)), None)  # e.g. the SCORE entries
