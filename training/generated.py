@@ -36,6 +36,9 @@ HUB_PREFIX = "hf://datasets/"
 IMAGE_SHAPE = (32, 32, 3)
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # zip local file header (30 bytes)
 _CHUNK = 1 << 16  # images per chunk when scanning or copying
+# Images read between two releases of the mapped pages: a page fault maps the whole page-cache folio around it
+# (up to 2 MB on recent kernels), so a batch of random images read at once would map most of the file.
+_TAKE_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ class _Part:
         self.release()
 
     def release(self) -> None:
-        """Drop the pages this process has mapped (they stay in the page cache): resident memory stays small."""
+        """Unmap the pages this process has touched (they stay in the page cache): resident memory stays small."""
         self._map.madvise(mmap.MADV_DONTNEED)
 
 
@@ -161,10 +164,10 @@ class GeneratedData:
         which = np.searchsorted(self.bounds, indices, side="right") - 1
         for i, part in enumerate(self.parts):
             pos = np.flatnonzero(which == i)
-            if len(pos):
-                pos = pos[np.argsort(indices[pos], kind="stable")]  # read each part in file order
-                local = indices[pos] - self.bounds[i]
-                x[pos], y[pos] = part.images[local], part.labels[local]
+            pos = pos[np.argsort(indices[pos], kind="stable")]  # read each part in file order
+            for chunk in np.array_split(pos, -(-len(pos) // _TAKE_CHUNK)) if len(pos) else ():
+                local = indices[chunk] - self.bounds[i]
+                x[chunk], y[chunk] = part.images[local], part.labels[local]
                 part.release()
         return torch.from_numpy(x), torch.from_numpy(y)
 
