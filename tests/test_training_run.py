@@ -195,7 +195,7 @@ def test_generated_data_is_mixed_at_the_given_fraction(cifar, tmp_path):
     assert len(real) == 8 and len(gen) == 24 and plan.steps_per_epoch == 3
     assert sorted(order.tolist()) == list(range(32)) and order.tolist() != list(range(32))  # shuffled within the batch
     x, y = plan.batch(0, 1)
-    assert torch.equal(x, torch.cat([data.real_x[real], data.gen_x[gen]])[torch.from_numpy(order)])
+    assert torch.equal(x, torch.cat([data.real_x[real], data.generated.take(gen)[0]])[torch.from_numpy(order)])
     # real images of consecutive batches come from one permutation per pass (no repeats within a pass)
     first, _, _ = plan.indices(0, 0)
     assert not set(first.tolist()) & set(real.tolist())
