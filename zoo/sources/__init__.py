@@ -44,6 +44,9 @@ class Located:
 
 def locate(name_or_path: str | os.PathLike, revision: str | None = None) -> Located:
     """Find (fetching if needed) the model directory of an entry name or a path."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ConfigError(f"a model is an entry name or a model directory path, not {type(name_or_path).__name__} "
+                          f"{name_or_path!r}")
     path = Path(name_or_path)
     if (path / CONFIG_NAME).is_file():
         if revision is not None:
