@@ -25,7 +25,7 @@ from .errors import ConfigError, HubError, IntegrityError
 from .evaluations import entry_evaluations, provenance, read_evaluation
 from .loading import resolve_model_dir
 from .fileio import atomic_write_json, sha256_file
-from .model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
+from .model_dir import CONFIG_NAME, WEIGHTS_NAME, check_weights, read_config
 from .registry import Entry, get_entry, save_entry
 from .sources.hub import TRANSPORT_ERRORS, hub_settings
 from .timm_models import timm_config
@@ -84,7 +84,8 @@ def publish(entry: Entry, model_dir: str | os.PathLike, repo_id: str, evaluation
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise ConfigError(f"--repo-id must look like ORG/NAME, got '{repo_id}'")
     evaluations = list(evaluations or [])
-    digest = sha256_file(Path(model_dir) / WEIGHTS_NAME)
+    read_config(model_dir)  # a folder that is not a model directory is one line, before any work
+    digest = sha256_file(check_weights(Path(model_dir) / WEIGHTS_NAME))
     if entry.sha256 and entry.sha256 != digest:
         raise IntegrityError(f"{model_dir}/{WEIGHTS_NAME} has sha256 {digest} but entry '{entry.name}' pins "
                              f"{entry.sha256}; publish the weights the entry describes")
