@@ -42,12 +42,25 @@ class ErrorHandlingGroup(click.Group):
             if ctx.meta.get("score_zoo.debug"):
                 raise
             click.echo(f"Error: {error_line(e)}", err=True)
+            if getattr(e, "details", None) and ctx.meta.get("score_zoo.verbose"):
+                click.echo(e.details, err=True)
             ctx.exit(1)
 
 
 def _remember_debug(ctx: click.Context, param, value):
     ctx.meta["score_zoo.debug"] = bool(value)
     return value
+
+
+def _remember_verbose(ctx: click.Context, param, value):
+    ctx.meta["score_zoo.verbose"] = bool(value)
+    return value
+
+
+def verbose_option(command):
+    """``--verbose``: on an error, print its details (what each source said, what to do) after its one line."""
+    return click.option("--verbose", is_flag=True, expose_value=False, callback=_remember_verbose,
+                        help="On an error, also print its details after the one-line message.")(command)
 
 
 def echo_json(obj) -> None:
