@@ -11,13 +11,12 @@ the seeds they share; :func:`markdown` renders it for cards and the README.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from pathlib import Path
 
 from .errors import ConfigError
 from .evaluations import evaluation_paths, provenance, read_evaluation, reports_same_robust_accuracy
-from .fileio import atomic_write_json, read_json
+from .fileio import atomic_write_bytes, atomic_write_json, read_json
 from .model_dir import read_config
 from .registry import BUILTIN_DIR, get_entry
 
@@ -78,10 +77,9 @@ def build_study(names: list[str], out: str | Path, description: str, data: str,
     rows = [study_row(n) for n in names]
     check_runs(rows)
     if evaluations_dir is not None:
-        Path(evaluations_dir).mkdir(parents=True, exist_ok=True)
         for row in rows:
             target = Path(evaluations_dir) / f"{row['entry']}.json"
-            shutil.copy2(_evaluation_path(get_entry(row["entry"])), target)
+            atomic_write_bytes(target, _evaluation_path(get_entry(row["entry"])).read_bytes())
             row["evaluation"] = str(target.relative_to(BUILTIN_DIR)) if target.is_relative_to(BUILTIN_DIR) else str(target)
     study = {"description": description, "data": data, "runs": rows}
     atomic_write_json(Path(out), study)
