@@ -100,3 +100,9 @@ def test_publish_model_dir_that_is_not_a_model_is_one_line(tmp_path, make, messa
     result = CliRunner().invoke(main, ["publish", "cifar10-linf-tiny", "--model-dir", str(folder), "--repo-id",
                                        "me/x", "--dry-run"])
     assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+
+
+def test_a_bare_model_dir_is_named_by_the_entry_name_rule(tmp_path):
+    save_tiny(tmp_path / "my run")
+    result = CliRunner().invoke(main, ["publish", str(tmp_path / "my run"), "--repo-id", "me/x", "--dry-run"])
+    assert result.exit_code == 1 and "'my run' is not a valid entry name" in result.output, result.output

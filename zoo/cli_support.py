@@ -17,7 +17,8 @@ def error_line(error: Exception) -> str:
     """The one line a CLI prints for a user error."""
     if isinstance(error, OSError) and error.strerror:
         where = f"{error.filename}: " if error.filename else ""
-        text = f"{where}{error.strerror[:1].lower()}{error.strerror[1:]}; check the path, its permissions and the free space"
+        cause = error.strerror[:1].lower() + error.strerror[1:]
+        text = f"{where}{cause}; check the path, its permissions and the free space"
     else:
         text = str(error)
     return " ".join(text.split()) or type(error).__name__

@@ -26,7 +26,7 @@ from .evaluations import entry_evaluations, provenance, read_evaluation
 from .loading import resolve_model_dir
 from .fileio import atomic_write_json, sha256_file
 from .model_dir import CONFIG_NAME, WEIGHTS_NAME, check_weights, read_config
-from .registry import Entry, get_entry, save_entry
+from .registry import Entry, check_name, get_entry, save_entry
 from .sources.hub import TRANSPORT_ERRORS, hub_settings
 from .timm_models import timm_config
 
@@ -142,7 +142,7 @@ def entry_from_model_dir(model_dir: str | os.PathLike) -> Entry:
     if isinstance(eps, (int, float)):
         frac = Fraction(eps * 255).limit_denominator(1000)
         eps = f"{frac.numerator}/255" if frac.denominator == 1 else f"{eps:g}"
-    return Entry(name=model_dir.resolve().name, dataset=config["dataset"],
+    return Entry(name=check_name(model_dir.resolve().name), dataset=config["dataset"],
                  threat_model=config.get("threat_model") or "unspecified", eps=str(eps or "unspecified"),
                  architecture=canonical_architecture(config["architecture"]), num_classes=config["num_classes"],
                  description=f"{config['architecture']} trained on {config['dataset']}.", builtin=False)
