@@ -13,6 +13,7 @@ split) is used, with a warning.
 from __future__ import annotations
 
 import io
+import numbers
 import os
 import pickle
 import warnings
@@ -53,11 +54,13 @@ def load_arrays(dataset: str, split: str = "test", data_dir: str | os.PathLike |
 def load_tensors(dataset: str, split: str = "test", data_dir: str | os.PathLike | None = None,
                  n_examples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the first ``n_examples`` as float (N,3,32,32) in [0,1] and int64 labels."""
+    if n_examples is not None and (isinstance(n_examples, bool) or not isinstance(n_examples, numbers.Integral)):
+        raise DataError(f"n_examples must be a whole number of images (or None for all), got {n_examples!r}")
     x, y = load_arrays(dataset, split, data_dir)
     if n_examples is not None:
         if n_examples < 1 or n_examples > len(x):
             raise DataError(f"n_examples={n_examples} is out of range: the {dataset} {split} data here has {len(x)} images")
-        x, y = x[:n_examples], y[:n_examples]
+        x, y = x[:int(n_examples)], y[:int(n_examples)]
     return to_float_tensor(x), torch.from_numpy(np.ascontiguousarray(y)).long()
 
 

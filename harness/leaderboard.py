@@ -26,7 +26,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.errors import ConfigError
+from zoo.datasets_meta import check_threat_model
+from zoo.errors import ConfigError, UnknownNameError, close_matches_hint
 from zoo.fileio import read_json
 
 from zoo.results import EVALUATION_KEY, EvaluationResult, as_float
@@ -389,6 +390,11 @@ def build(root: str | os.PathLike | None, dataset: str | None = None, threat_mod
     """The rows of a model_info tree and/or the zoo's entries, with the files skipped."""
     if root is None and not include_zoo:
         raise ConfigError("give a model_info folder, --zoo, or both")
+    if threat_model is not None:
+        threat_model = check_threat_model(threat_model, tuple(RANK_FIELDS))
+    if dataset is not None and dataset not in DATASETS:
+        raise UnknownNameError(f"unknown dataset '{dataset}'; choose one of {', '.join(DATASETS)}."
+                               + close_matches_hint(dataset, DATASETS))
     board = read_tree(root, dataset, threat_model) if root is not None else Leaderboard()
     if include_zoo:
         board.rows += zoo_rows(dataset, threat_model)

@@ -101,3 +101,23 @@ def test_publish_needs_a_token_and_a_valid_repo_id(tiny, hub, monkeypatch):
         publish(tiny_entry(), model_dir, "org/tiny")
     out = CliRunner().invoke(main, ["publish", "tiny-linf", "--model-dir", str(model_dir), "--repo-id", "no-org"])
     assert out.exit_code == 1 and "ORG/NAME" in out.output
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "notes.txt").write_text("not a model"), "is not a model directory: it has no config.json"),
+    (lambda d: (d / "config.json").write_text(json.dumps({"architecture": "wrn-10-1-swish", "num_classes": 10,
+                                                          "dataset": "cifar10"})), "model.safetensors does not exist"),
+])
+def test_publish_model_dir_that_is_not_a_model_is_one_line(tmp_path, make, message):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    make(folder)
+    result = CliRunner().invoke(main, ["publish", "cifar10-linf-tiny", "--model-dir", str(folder), "--repo-id",
+                                       "me/x", "--dry-run"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+
+
+def test_a_bare_model_dir_is_named_by_the_entry_name_rule(tmp_path):
+    save_tiny(tmp_path / "my run")
+    result = CliRunner().invoke(main, ["publish", str(tmp_path / "my run"), "--repo-id", "me/x", "--dry-run"])
+    assert result.exit_code == 1 and "'my run' is not a valid entry name" in result.output, result.output

@@ -58,6 +58,8 @@ def _commands(inputs, out):
         "card": (zoo_main, ["card", "cifar10-linf-tiny", "--out-dir", str(out / "cards")]),
         "import": (zoo_main, ["import", str(inputs / "ckpt.pt"), "--arch", "wrn-10-1-swish", "--out", str(out / "m")]),
         "study": (zoo_main, ["study", str(out / "s.json"), "--entry", "cifar10-linf-tiny"]),
+        "study-evaluations": (zoo_main, ["study", str(inputs / "never.json"), "--entry", "cifar10-linf-tiny",
+                                         "--evaluations-dir", str(out / "evaluations")]),
         "train": (train_main, [*train, "--out", str(out / "run")]),
         "toy": (train_main, ["toy", "--out", str(out / "toy"), "--iterations", "2", "--samples", "100,20",
                              "--objectives", "Standard", "--workers", "1", "--no-progress"]),
@@ -65,7 +67,7 @@ def _commands(inputs, out):
 
 
 COMMANDS = ["show", "export-external", "leaderboard", "merge", "gradients", "save-adversarial", "card", "import",
-            "study", "train", "toy"]
+            "study", "study-evaluations", "train", "toy"]
 
 
 def _one_error_line(result) -> str:
@@ -124,3 +126,11 @@ def test_a_full_disk_at_a_training_checkpoint_is_one_line_and_keeps_the_run(inpu
     assert f"cannot write {tmp_path / 'run' / 'checkpoint.pt'}: no space left on device" in line, line
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "curves.png", "metrics.jsonl",
                                                                       "model-best", "run_info.json"]
+
+
+def test_an_unwritable_hf_home_is_one_line(tmp_path, monkeypatch):
+    """cifar10-linf is not bundled: loading it writes into the cache under HF_HOME."""
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "file" / "hf"))
+    line = _one_error_line(CliRunner().invoke(zoo_main, ["load", "cifar10-linf"]))
+    assert str(tmp_path / "file" / "hf") in line and "not a directory" in line.lower(), line

@@ -23,7 +23,7 @@ import harness
 from harness.clean import clean_accuracy
 from zoo import devices, distributed, registry
 from zoo.cards import default_cards_dir, write_card
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, WriteError
 from zoo.fileio import sha256_file, staged_dir, write_error
 from zoo.model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
 from zoo.studies import load_study, markdown
@@ -103,7 +103,8 @@ def _check_writable(folder: Path) -> None:
     except OSError as e:
         raise write_error(folder, e) from None
     if not os.access(folder, os.W_OK):
-        raise ConfigError(f"cannot write {folder}: permission denied; choose a writable registry ($SCORE_ZOO_REGISTRY)")
+        raise WriteError(f"cannot write {folder}: permission denied; choose a writable registry "
+                         f"(${registry.REGISTRY_ENV})")
 
 
 def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which: str = "model-best",
@@ -118,8 +119,8 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
     measured on the first ``clean_n_examples`` (default: the same images).
     ``studies`` names the multi-seed study files the entry belongs to (its card shows them).
     Everything is checked before the evaluation, and the entry is written last: a failure leaves no
-    entry, model directory or card behind. Under torchrun the processes share the evaluation, rank 0 alone writes the
-    model, entry and card, and the other processes return None.
+    entry, model directory or card behind. Under torchrun the processes share the evaluation, rank 0
+    alone writes the model, entry and card, and the other processes return None.
     """
     source_dir = Path(run_dir) / which
     config = read_config(source_dir)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import numbers
 import platform
 import sys
 import time
@@ -76,6 +77,9 @@ def train(config: TrainConfig | dict, out_dir: str | Path, resume: bool = False,
     Under torchrun every process calls this; only rank 0 writes files.
     """
     cfg = config if isinstance(config, TrainConfig) else make_config(config)
+    if stop_after_steps is not None and (isinstance(stop_after_steps, bool)
+                                         or not isinstance(stop_after_steps, numbers.Integral) or stop_after_steps < 1):
+        raise ConfigError(f"--stop-after-steps must be a whole number of at least 1, not {stop_after_steps!r}")
     run_dir = Path(out_dir)
     where = devices.placement(device)  # decided without starting CUDA, so determinism can still set cuBLAS up
     with deterministic_training(cfg.deterministic, where.is_cuda) as determinism, distributed.joined(where) as group, \

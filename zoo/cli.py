@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import registry
-from .cli_support import ErrorHandlingGroup, echo_json
+from .cli_support import ErrorHandlingGroup, echo_json, verbose_option
 
 
 @click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,6 +113,7 @@ def import_cmd(checkpoint, arch, num_classes, dataset, threat_model, eps, out_di
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit); default: the entry's pinned one.")
 @click.option("--device", default="cpu", show_default=True, help="Device to load the model on: cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@verbose_option
 def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
     """Download (or find in the cache), verify and load a model; print where it is.
 
@@ -120,7 +121,8 @@ def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
     revision, sha256-checked), else the original checkpoint imported once from
     the authors' server or, when that fails, RobustBench's Google Drive copy.
     Set HF_HUB_OFFLINE=1 to use only the local cache; HF_ENDPOINT, HF_HOME and
-    HF_TOKEN are honoured as by huggingface_hub.
+    HF_TOKEN are honoured as by huggingface_hub. An error is one line; --verbose
+    adds what each source said and how a maintainer publishes the entry.
 
     \b
     Example:

@@ -17,7 +17,8 @@ def error_line(error: Exception) -> str:
     """The one line a CLI prints for a user error."""
     if isinstance(error, OSError) and error.strerror:
         where = f"{error.filename}: " if error.filename else ""
-        text = f"{where}{error.strerror[:1].lower()}{error.strerror[1:]}; check the path, its permissions and the free space"
+        cause = error.strerror[:1].lower() + error.strerror[1:]
+        text = f"{where}{cause}; check the path, its permissions and the free space"
     else:
         text = str(error)
     return " ".join(text.split()) or type(error).__name__
@@ -42,12 +43,25 @@ class ErrorHandlingGroup(click.Group):
             if ctx.meta.get("score_zoo.debug"):
                 raise
             click.echo(f"Error: {error_line(e)}", err=True)
+            if getattr(e, "details", None) and ctx.meta.get("score_zoo.verbose"):
+                click.echo(e.details, err=True)
             ctx.exit(1)
 
 
 def _remember_debug(ctx: click.Context, param, value):
     ctx.meta["score_zoo.debug"] = bool(value)
     return value
+
+
+def _remember_verbose(ctx: click.Context, param, value):
+    ctx.meta["score_zoo.verbose"] = bool(value)
+    return value
+
+
+def verbose_option(command):
+    """``--verbose``: on an error, print its details (what each source said, what to do) after its one line."""
+    return click.option("--verbose", is_flag=True, expose_value=False, callback=_remember_verbose,
+                        help="On an error, also print its details after the one-line message.")(command)
 
 
 def echo_json(obj) -> None:

@@ -25,8 +25,8 @@ from .errors import ConfigError, HubError, IntegrityError
 from .evaluations import check_same_weights, entry_evaluations, read_evaluation
 from .loading import resolve_model_dir
 from .fileio import atomic_write_json, sha256_file
-from .model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
-from .registry import Entry, get_entry, save_entry
+from .model_dir import CONFIG_NAME, WEIGHTS_NAME, check_weights, read_config
+from .registry import Entry, check_name, get_entry, save_entry
 from .results import EvaluationResult
 from .sources.hub import TRANSPORT_ERRORS, hub_settings
 from .timm_models import timm_config
@@ -83,7 +83,8 @@ def publish(entry: Entry, model_dir: str | os.PathLike, repo_id: str, evaluation
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise ConfigError(f"--repo-id must look like ORG/NAME, got '{repo_id}'")
     evaluations = list(evaluations or [])
-    digest = sha256_file(Path(model_dir) / WEIGHTS_NAME)
+    read_config(model_dir)  # a folder that is not a model directory is one line, before any work
+    digest = sha256_file(check_weights(Path(model_dir) / WEIGHTS_NAME))
     if entry.sha256 and entry.sha256 != digest:
         raise IntegrityError(f"{model_dir}/{WEIGHTS_NAME} has sha256 {digest} but entry '{entry.name}' pins "
                              f"{entry.sha256}; publish the weights the entry describes")
@@ -141,7 +142,7 @@ def entry_from_model_dir(model_dir: str | os.PathLike) -> Entry:
     if isinstance(eps, (int, float)):
         frac = Fraction(eps * 255).limit_denominator(1000)
         eps = f"{frac.numerator}/255" if frac.denominator == 1 else f"{eps:g}"
-    return Entry(name=model_dir.resolve().name, dataset=config["dataset"],
+    return Entry(name=check_name(model_dir.resolve().name), dataset=config["dataset"],
                  threat_model=config.get("threat_model") or "unspecified", eps=str(eps or "unspecified"),
                  architecture=canonical_architecture(config["architecture"]), num_classes=config["num_classes"],
                  description=f"{config['architecture']} trained on {config['dataset']}.", builtin=False)

@@ -43,6 +43,9 @@ def _value(x) -> str:
 def load_model(model_name: str, model_dir: str | os.PathLike = "./models", dataset=DEFAULT_DATASET,
                threat_model=DEFAULT_THREAT_MODEL, custom_checkpoint: str = "", norm: str | None = None) -> nn.Module:
     """Load ``model_name`` as ``robustbench.utils.load_model`` does; zoo models come from the zoo (eval mode)."""
+    if not isinstance(model_name, str):
+        raise ConfigError(f"model_name is a RobustBench model name like 'Pang2022Robustness_WRN28_10', not "
+                          f"{type(model_name).__name__} {model_name!r}")
     dataset, threat_model = _value(dataset), _value(threat_model)
     if norm is not None:
         warnings.warn("`norm` has been deprecated and will be removed in a future version.", DeprecationWarning,
