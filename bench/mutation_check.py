@@ -32,6 +32,14 @@ MUTATIONS = [
      ["tests/test_ball_boundary.py"]),
     ("harness/engine/checks.py", "return 1e-6 + (1e-5 * eps if", "return 1e-6 + (4e-3 * eps if",
      ["tests/test_ball_boundary.py"]),
+    ("harness/threat_models.py", '"standard": ["apgd-ce", "apgd-t", "fab-t", "square"]',
+     '"standard": ["apgd-ce", "fab-t", "apgd-t", "square"]', ["tests/test_harness_per_attack.py"]),
+    ("harness/engine/attack.py", "aa.square.n_queries = n_iter", "aa.square.n_queries = n_iter + 1",
+     ["tests/test_harness_per_attack.py"]),
+    ("harness/engine/attack.py", "aa.fab.n_iter = n_iter", "aa.fab.n_iter = n_iter + 1",
+     ["tests/test_harness_per_attack.py"]),
+    ("harness/repeats.py", "for r in runs if r.evaluation.per_example", "for r in runs[-1:] if r.evaluation.per_example",
+     ["tests/test_repeats.py"]),
 ]
 
 
