@@ -40,6 +40,13 @@ MUTATIONS = [
      ["tests/test_harness_per_attack.py"]),
     ("harness/repeats.py", "for r in runs if r.evaluation.per_example", "for r in runs[-1:] if r.evaluation.per_example",
      ["tests/test_repeats.py"]),
+    ("zoo/fileio.py", """    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)""", """    Path(path).write_bytes(data)""", ["tests/test_durability.py"]),
+    ("harness/engine/state.py", """        with atomic_path(self.task_path(task)) as tmp:
+            torch.save(record, tmp)""", """        torch.save(record, self.task_path(task))""",
+     ["tests/test_durability.py::test_an_evaluation_killed_while_writing_a_state_file_resumes"]),
+    ("training/run_state.py", """    with atomic_path(path) as tmp:
+        torch.save(state, tmp)""", """    torch.save(state, path)""", ["tests/test_durability.py"]),
 ]
 
 
