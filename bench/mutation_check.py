@@ -45,6 +45,10 @@ MUTATIONS = [
     ("harness/engine/state.py", """        with atomic_path(self.task_path(task)) as tmp:
             torch.save(record, tmp)""", """        torch.save(record, self.task_path(task))""",
      ["tests/test_durability.py::test_an_evaluation_killed_while_writing_a_state_file_resumes"]),
+    ("training/trainer.py", "            self.ema.copy_buffers(self.raw)", "            pass",
+     ["tests/test_training_release.py"]),
+    ("training/trainer.py", """        set_rng_state(ckpt["rng"][min(self.group.rank, len(ckpt["rng"]) - 1)], self.device)\n""", "",
+     ["tests/test_training_release.py"]),
     ("training/run_state.py", """    with atomic_path(path) as tmp:
         torch.save(state, tmp)""", """    torch.save(state, path)""", ["tests/test_durability.py"]),
 ]
