@@ -23,6 +23,7 @@ import torch
 from harness import evaluate
 from zoo.results import EvaluationResult
 from training.run_state import load_checkpoint, save_checkpoint
+from zoo.errors import WriteError
 from zoo.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 TESTS = Path(__file__).parent
@@ -54,8 +55,9 @@ def test_a_failure_between_write_and_rename_keeps_the_old_file(tmp_path, monkeyp
     target = tmp_path / "file"
     target.write_bytes(OLD)
     _fail_at_rename(monkeypatch)
-    with pytest.raises(OSError, match="injected"):
+    with pytest.raises(WriteError, match="no space left on device \\(injected\\); free some space") as caught:
         WRITERS[writer](target)
+    assert str(target) in str(caught.value)
     assert target.read_bytes() == OLD
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]        # no temporary file left behind
     monkeypatch.undo()
@@ -81,10 +83,10 @@ CHILD = textwrap.dedent("""
             return real_save(obj, f, *args, **kwargs)
         buffer = io.BytesIO()
         real_save(obj, buffer, *args, **kwargs)
-        with open(f, "wb") as out:
-            out.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-            out.flush()
-            os.fsync(out.fileno())
+        out = open(f, "wb") if isinstance(f, (str, os.PathLike)) else f   # a path, or the writer's open file
+        out.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        out.flush()
+        os.fsync(out.fileno())
         os.kill(os.getpid(), signal.SIGKILL)
 
     torch.save = dying_save
