@@ -1,4 +1,5 @@
-"""A file that cannot be written (unwritable path, full disk) is one error line in every command, nothing half-written."""
+"""A file that cannot be written (unwritable path, read-only file system, full disk) is one error line in every
+command, and nothing is half-written."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import errno
 import io
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -34,8 +36,6 @@ def inputs(tmp_path_factory):
             evaluate(MODEL, out=tmp / f"s{k}.json", shard=f"{k}/2", **QUICK)
     torch.save(zoo.create_model("wrn-10-1-swish").state_dict(), tmp / "ckpt.pt")
     x, y = bundled_images()
-    import numpy as np
-
     np.savez(tmp / "train.npz", x=x[:96], y=y[:96])
     return tmp
 
