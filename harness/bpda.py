@@ -54,8 +54,8 @@ def find_modules(model: nn.Module, names: Iterable[str]) -> dict[str, list[tuple
         if not hits:
             classes = sorted({type(m).__name__ for _, m in named})
             paths = [p for p, _ in named]
-            raise ConfigError(f"--bpda '{name}' matches no module of the model.{close_matches_hint(name, classes + paths)}"
-                              f" Class names: {_listing(classes)}; module paths: {_listing(paths)}")
+            raise ConfigError(f"BPDA: '{name}' matches no module of the model (--bpda takes a module path or a "
+                              f"class name).{close_matches_hint(name, classes + paths)} Class names: {_listing(classes)}; module paths: {_listing(paths)}")
         found[name] = hits
     return found
 
