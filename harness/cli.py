@@ -246,6 +246,73 @@ def show(result, adversarial, max_examples, out):
     click.echo(f"{count} of {len(tensors['indices'])} broken example(s) -> {out}")
 
 
+def _names(ctx, param, value):
+    return [n.strip() for item in value for n in item.split(",") if n.strip()]
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "svhn"]), default=None,
+              help="Dataset (default: the model's own, else cifar10).")
+@click.option("--threat-model", type=click.Choice(THREAT_MODELS), default=None,
+              help="Threat model (default: the model's own, else Linf).")
+@click.option("--eps", default=None, help="Budget (default: Linf 8/255, L2 0.5, L1 12).")
+@click.option("--n-examples", type=click.IntRange(min=1), default=64, show_default=True,
+              help="The first N test images.")
+@click.option("--n-iter", type=click.IntRange(min=1), default=100, show_default=True,
+              help="APGD-CE iterations N (AutoAttack's); the indicators also run N/4, N/2 and 2N.")
+@click.option("--bpda", multiple=True, callback=_names, metavar="NAME",
+              help="Attack through these modules with BPDA (module path or class name; repeat or comma list), "
+                   "e.g. --bpda Quantize.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda or cuda:K (default: cuda if a GPU is visible).")
+@click.option("--data-dir", type=click.Path(), default=None, help="Test data (default: the bundled subset).")
+@click.option("--weights", type=click.Path(), default=None,
+              help="Weights (.safetensors or .pt state dict) for a package.module:callable MODEL.")
+@click.option("--model-dir", default="./models", show_default=True, help="RobustBench checkpoint folder for robustbench:NAME.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Draw accuracy against eps (up to the [0, 1] box) and against iterations (.png or .svg).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def diagnose(model, dataset, threat_model, eps, n_examples, n_iter, bpda, seed, device, data_dir, weights, model_dir,
+             plot, as_json):
+    """Attack-failure indicators for MODEL on a few test images: can its AutoAttack number be trusted?
+
+    Silent gradients, Square beating the gradient attacks, accuracy left at 4x eps
+    or in the whole [0, 1] box, APGD still improving with twice the iterations,
+    randomness and gradients inside the forward pass (see docs/diagnostics.md).
+    Exits 0 whatever the verdict; each warning says what to do next.
+
+    \b
+    Example:
+      score-harness diagnose cifar10-linf-tiny --plot diagnosis.png
+      score-harness diagnose my.module:quantized_net --bpda Quantize --json
+    """
+    from .diagnostics import diagnose as run
+    from .diagnostics import plot_indicators
+
+    report = run(model, dataset, threat_model, eps, n_examples, n_iter, bpda=bpda, seed=seed, device=device,
+                 data_dir=data_dir, weights=weights, model_dir=model_dir)
+    if plot:
+        plot_indicators(report["indicators"], plot, f"{report['model']}: {report['dataset']} {report['threat_model']} "
+                                                    f"eps {report['eps']}, {report['n_examples']} examples"
+                                                    + (" (BPDA)" if report["bpda"] else ""))
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"{report['model']}: {report['dataset']} {report['threat_model']} eps {report['eps']}, "
+               f"{report['n_examples']} examples" + (f", BPDA through {', '.join(report['bpda'])}" if report["bpda"] else "")
+               + f" ({report['duration_s']:.0f} s)")
+    click.echo(f"{'indicator':<31} {'figure':>8} {'threshold':>9}  verdict  detail")
+    for r in report["indicators"]:
+        figure = "-" if r["figure"] is None else f"{r['figure']:.4g}"
+        click.echo(f"{r['name']:<31} {figure:>8} {r['threshold']:>9g}  {r['verdict']:<7}  {r['detail']}")
+    click.echo(f"verdict: {report['verdict']}")
+    for line in report["advice"]:
+        click.echo(f"next: {line}")
+    if plot:
+        click.echo(f"picture: {plot}")
+
+
 @main.command("export-external")
 @click.argument("result", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The .pt tensor to write.")
