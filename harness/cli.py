@@ -7,10 +7,10 @@ import sys
 import click
 
 from zoo.cli_support import ErrorHandlingGroup, echo_json
+from zoo.datasets_meta import THREAT_MODELS
 from zoo.errors import ConfigError
 
 from .options import EvaluationOptions, click_options
-from .threat_models import THREAT_MODELS
 
 
 @click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -20,11 +20,11 @@ from typing import Any
 
 import click
 
-from zoo.datasets_meta import NUM_CLASSES
+from zoo.datasets_meta import NUM_CLASSES, THREAT_MODELS
 from zoo.errors import ConfigError
 
 from .extra_attacks import check_extra_attack_names
-from .threat_models import ATTACKS, THREAT_MODELS, VERSIONS
+from .threat_models import ATTACKS, VERSIONS
 
 
 def _opt(default, help: str, *, cli: dict | None = None, flag: str | None = None, hidden: bool = False):

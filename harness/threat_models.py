@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from zoo.datasets_meta import THREAT_MODELS, check_threat_model
+from zoo.datasets_meta import check_threat_model
 from zoo.errors import ConfigError, UnknownNameError, close_matches_hint
 from zoo.registry import parse_eps
 

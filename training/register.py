@@ -22,7 +22,7 @@ from pathlib import Path
 import harness
 from harness.clean import clean_accuracy
 from zoo import devices, distributed, registry
-from zoo.cards import default_cards_dir, write_card
+from zoo.cards import write_card
 from zoo.errors import ConfigError, WriteError
 from zoo.fileio import sha256_file, staged_dir, write_error
 from zoo.model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
