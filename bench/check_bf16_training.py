@@ -47,7 +47,7 @@ def main() -> None:
             if not (run_dir / "model").is_dir():
                 cfg = load_recipe(args.recipe, {"data_dir": args.data_dir, "train_subset": args.train_subset,
                                                 "seed": seed, **values})
-                train(cfg, run_dir, resume=True, progress=False)
+                train(cfg, run_dir, resume=run_dir.exists(), progress=False)
             info = json.loads((run_dir / "run_info.json").read_text())
             selected = read_config(run_dir / "model-best")["training"]  # the epoch the run released
             results[variant, seed] = {**selected, "bf16": info["bf16"]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 _LAZY = {"evaluate": "harness.evaluation", "benchmark": "harness.robustbench_dropins", "clean_accuracy": "harness.clean", "verify": "harness.verification",
          "load_model": "zoo.robustbench.loader",
-         "merge_files": "harness.merge", "EvaluationResult": "harness.results"}
+         "merge_files": "harness.merge", "EvaluationResult": "zoo.results"}
 
 
 def __getattr__(name: str):

@@ -15,10 +15,11 @@ import os
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from zoo.errors import ConfigError
-from zoo.fileio import atomic_path, sha256_file
+from zoo.fileio import atomic_write_bytes, sha256_file
 
 FORMAT = "score-harness-adversarial/1"
 METADATA_KEY = "score_harness"
@@ -49,8 +50,8 @@ def write_adversarial(path: str | os.PathLike, records: dict, x: torch.Tensor, y
     }
     about = {"format": FORMAT, "model": model_spec, "dataset": settings.dataset, "threat_model": settings.threat_model,
              "attacks": list(settings.stages), "eps": [text for _, text in settings.eps], "seed": settings.seed}
-    with atomic_path(path) as tmp:  # one metadata key: safetensors writes several in a random order
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(about, sort_keys=True)})
+    # one metadata key: safetensors writes several in a random order
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(about, sort_keys=True)}))
     return {"path": str(path), "sha256": sha256_file(path), "count": len(rows)}
 
 

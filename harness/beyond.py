@@ -13,50 +13,10 @@ so a leaderboard ranks it by the best known robust accuracy, as RobustBench does
 
 from __future__ import annotations
 
-import torch
-
 from zoo.errors import ConfigError
+from zoo.results import Evaluation, ModelInfo, fmt_acc, percent
 
-from .results import Evaluation, ModelInfo, fmt_acc, percent
-
-EXTRA_ATTACKS = ("malt",)
-CITATIONS = {"malt": "MALT (Melamed et al., 2024)"}
-
-
-def check_extra_attacks(extra: list[str] | None, eps_list: list, threat_model: str) -> list[str]:
-    """The validated extra attacks (may be empty); one clear line for anything unsupported."""
-    extra = [a.strip().lower() for a in (extra or []) if a.strip()]
-    unknown = [a for a in extra if a not in EXTRA_ATTACKS]
-    if unknown:
-        raise ConfigError(f"unknown extra attack(s) {', '.join(unknown)}; choose from {', '.join(EXTRA_ATTACKS)}")
-    if len(set(extra)) != len(extra):
-        raise ConfigError(f"--extra-attacks {','.join(extra)} repeats an attack")
-    if extra and len(eps_list) > 1:
-        raise ConfigError("--extra-attacks needs one eps (an eps list nests each eps on the previous one's survivors, "
-                          "which extra attacks would change); evaluate one eps per run")
-    if "malt" in extra and threat_model not in ("Linf", "L2"):
-        raise ConfigError(f"MALT supports the Linf and L2 threat models, not {threat_model}")
-    return extra
-
-
-def extra_settings(extra: list[str], n_iter: int | None) -> dict:
-    """Each extra attack's settings, as recorded in the result (``n_iter`` reduces iterations, as for AutoAttack)."""
-    from dataclasses import asdict
-
-    from .malt import MaltSettings
-
-    return {attack: asdict(MaltSettings.with_n_iter(n_iter)) for attack in extra if attack == "malt"}
-
-
-def run_extra(model, settings, eps: float, attack: str, x: torch.Tensor, y: torch.Tensor, device) -> torch.Tensor:
-    """One extra attack on one chunk (the engine checks and classifies its output as for AutoAttack's)."""
-    if attack == "malt":
-        from .malt import MaltSettings, malt_attack
-
-        adv, _ = malt_attack(model, x, y, eps, settings.threat_model, MaltSettings.with_n_iter(settings.n_iter),
-                             seed=settings.seed, device=device)
-        return adv
-    raise ValueError(f"extra attack '{attack}' is not supported")
+from .extra_attacks import EXTRA_ATTACKS
 
 
 def split_outcomes(outcome: list, broken_at: list, extra: list[str]) -> tuple[list, list, list]:
@@ -88,7 +48,7 @@ def provenance(attacks: list[str], settings: dict, extra_outcome: list, aa_outco
 
 
 def method(attacks: list[str]) -> str:
-    return "AutoAttack + " + " + ".join(CITATIONS[a] for a in attacks)
+    return "AutoAttack + " + " + ".join(EXTRA_ATTACKS[a].citation for a in attacks)
 
 
 def footnote(attacks: list[str]) -> str:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import click
 
 from zoo.cli_support import ErrorHandlingGroup, echo_json
+from zoo.datasets_meta import THREAT_MODELS
 from zoo.errors import ConfigError
 
-from .threat_models import ATTACKS, THREAT_MODELS, VERSIONS
+from .options import EvaluationOptions, click_options
 
 
 @click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,75 +18,11 @@ def main():
     """Evaluate robust image classifiers with AutoAttack and build RobustBench-style leaderboards."""
 
 
-def _attacks(ctx, param, value):
-    return [a.strip() for a in value.split(",") if a.strip()] if value else None
-
-
-def _model_info_file(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        data = json.loads(Path(value).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--model-info {value} is not a readable JSON file ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--model-info {value} must hold a JSON object")
-    return data
-
-
 @main.command()
 @click.argument("model")
-@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "svhn"]), default=None,
-              help="Dataset (default: the model's own, else cifar10).")
-@click.option("--threat-model", type=click.Choice(THREAT_MODELS), default=None,
-              help="Threat model (default: the model's own, else Linf).")
-@click.option("--eps", default=None,
-              help="Budget, e.g. 8/255 (default: Linf 8/255, L2 0.5, L1 12), or an increasing list "
-                   "1/255,2/255,4/255,8/255: a robustness curve in one nested run.")
-@click.option("--n-examples", type=int, default=None, help="Evaluate the first N test images (default: all).")
-@click.option("--batch-size", type=int, default=500, show_default=True,
-              help="AutoAttack's batch_size: the chunk size in which each attack takes the pooled survivors.")
-@click.option("--version", type=click.Choice(VERSIONS), default="standard", show_default=True)
-@click.option("--attacks", callback=_attacks, help=f"With --version custom: comma list of {','.join(ATTACKS)}.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default=None,
-              help="cpu, cuda or cuda:K (default: cuda if a GPU is visible; local workers then use every GPU). "
-                   "Under torchrun each process takes cuda:LOCAL_RANK and cuda:K is refused.")
-@click.option("--data-dir", type=click.Path(), default=None,
-              help="Folder with the official test files (default: the bundled 1000-image subset, not leaderboard-eligible).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the result JSON here.")
-@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-              help="Progress folder for resuming (default: RESULT.state beside --out).")
-@click.option("--shard", default=None, help="Evaluate slice K/N (K from 0); combine with 'score-harness merge'.")
-@click.option("--weights", type=click.Path(), default=None,
-              help="Weights (.safetensors or .pt state dict) for a package.module:callable MODEL.")
-@click.option("--model-dir", default="./models", show_default=True, help="RobustBench checkpoint folder for robustbench:NAME.")
-@click.option("--model-info", callback=_model_info_file, type=click.Path(dir_okay=False), default=None,
-              help="JSON with RobustBench model_info fields to fill in (name, link, authors, venue, ...).")
-@click.option("--n-iter", type=int, default=None,
-              help="Reduce attack iterations (quick checks only; the result is marked with it).")
-@click.option("--workers", type=int, default=None,
-              help="Local worker processes sharing the chunks (default: one per CPU core, one per GPU on cuda).")
-@click.option("--exact", is_flag=True, help="No layout or precision change: plain fp32, NCHW, no TF32, no cuDNN benchmark.")
-@click.option("--channels-last/--no-channels-last", default=None,
-              help="Model weights in channels_last (default: on for convolutional models, off with --exact).")
-@click.option("--tf32/--no-tf32", default=None,
-              help="CUDA: TF32 for convolutions and matmuls (default: PyTorch's, convolutions only; off with --exact).")
-@click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=None,
-              help="CUDA: cudnn.benchmark (default off: its timed algorithm choice makes runs differ).")
-@click.option("--save-adversarial", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Write the adversarial examples of the broken examples (with indices, labels, predictions and "
-                   "the attack that broke each) to this safetensors file; `score-harness show` draws them.")
-@click.option("--extra-attacks", callback=_attacks, metavar="LIST",
-              help="Attacks to run after AutoAttack on its survivors: malt (Melamed et al., 2024). The result keeps "
-                   "autoattack_acc and sets RobustBench's `external` when they lower it, e.g. --extra-attacks malt.")
-@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With --version rand: evaluate K times (seeds SEED..SEED+K-1) and keep each example's worst "
-                   "case, e.g. --version rand --repeats 5.")
+@click_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON on stdout.")
-def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version, attacks, seed, device, data_dir,
-             out, state_dir, shard, weights, model_dir, model_info, n_iter, workers, exact, channels_last, tf32,
-             cudnn_benchmark, save_adversarial, extra_attacks, repeats, as_json):
+def evaluate(model, as_json, **options):
     """Evaluate MODEL: a zoo entry, a model directory, robustbench:NAME or package.module:callable.
 
     \b
@@ -106,18 +41,15 @@ def evaluate(model, dataset, threat_model, eps, n_examples, batch_size, version,
 
     warnings.simplefilter("ignore", BundledSubsetWarning)  # reported once, from the result, below
     warnings.simplefilter("ignore", TrainModeWarning)
-    result = run(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
-                 attacks=attacks, seed=seed, device=device, data_dir=data_dir, out=out, state_dir=state_dir,
-                 shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir, model_info=model_info,
-                 workers=workers, exact=exact, channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark,
-                 save_adversarial=save_adversarial, extra_attacks=extra_attacks, repeats=repeats)
+    out = options["out"]
+    result = run(model, options=EvaluationOptions(**options))
     from zoo.devices import World
 
     if World.from_env().rank != 0:  # under torchrun rank 0 reports
         return
     _report_warnings(result.evaluation.warnings)
     if result.evaluation.randomized:
-        from .evaluation import RANDOMIZED_NOTE
+        from .assembly import RANDOMIZED_NOTE
 
         click.echo(f"note: {RANDOMIZED_NOTE} The result is marked (unreliable, evaluation.randomized); "
                    "for a randomized defense use --version rand.", err=True)
@@ -307,7 +239,7 @@ def show(result, adversarial, max_examples, out):
     """
     from .adversarial import saved_adversarial
     from .pictures import adversarial_grid
-    from .results import EvaluationResult
+    from zoo.results import EvaluationResult
 
     _, tensors, about = saved_adversarial(EvaluationResult.from_json(result).evaluation, result, adversarial)
     count = adversarial_grid(tensors, about, out, max_examples)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ConfigError
-from zoo.fileio import atomic_path
+from zoo.fileio import atomic_file
 
-from .results import EVALUATION_KEY, EvaluationResult
+from zoo.results import EVALUATION_KEY, EvaluationResult
 
 FIGURE_FORMATS = ("png", "svg")
 
@@ -83,8 +83,8 @@ def plot_curves(curves: list[Curve], path: str | os.PathLike, title: str | None 
         ax.grid(alpha=0.3)
         ax.set_title(title or f"{dataset} {threat_model}")
         ax.legend(fontsize="small")
-    with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "score-harness", "svg.fonttype": "none"}):
-        fig.savefig(tmp, format=fmt, dpi=120, metadata={"Date": None} if fmt == "svg" else None)
+    with atomic_file(path) as f, matplotlib.rc_context({"svg.hashsalt": "score-harness", "svg.fonttype": "none"}):
+        fig.savefig(f, format=fmt, dpi=120, metadata={"Date": None} if fmt == "svg" else None)
 
 
 def tree_curves(root: str | os.PathLike, dataset: str | None = None, threat_model: str | None = None) -> list[Curve]:

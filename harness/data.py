@@ -13,6 +13,7 @@ split) is used, with a warning.
 from __future__ import annotations
 
 import io
+import numbers
 import os
 import pickle
 import warnings
@@ -53,11 +54,13 @@ def load_arrays(dataset: str, split: str = "test", data_dir: str | os.PathLike |
 def load_tensors(dataset: str, split: str = "test", data_dir: str | os.PathLike | None = None,
                  n_examples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the first ``n_examples`` as float (N,3,32,32) in [0,1] and int64 labels."""
+    if n_examples is not None and (isinstance(n_examples, bool) or not isinstance(n_examples, numbers.Integral)):
+        raise DataError(f"n_examples must be a whole number of images (or None for all), got {n_examples!r}")
     x, y = load_arrays(dataset, split, data_dir)
     if n_examples is not None:
         if n_examples < 1 or n_examples > len(x):
             raise DataError(f"n_examples={n_examples} is out of range: the {dataset} {split} data here has {len(x)} images")
-        x, y = x[:n_examples], y[:n_examples]
+        x, y = x[:int(n_examples)], y[:int(n_examples)]
     return to_float_tensor(x), torch.from_numpy(np.ascontiguousarray(y)).long()
 
 
@@ -75,23 +78,38 @@ def _expected(dataset: str, split: str) -> str:
     return f"{official}, or {dataset}_{split}.npz / {dataset}_{split}_jpeg.npz"
 
 
-def _read_any(dataset: str, split: str, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def locate(dataset: str, split: str, data_dir: str | os.PathLike) -> tuple[Path, bool]:
+    """The file or folder ``data_dir`` provides for ``dataset``/``split``, and whether it is the official files.
+
+    The official files are torchvision's layouts (``cifar-10-batches-py/``,
+    ``cifar-100-python/``, ``{split}_32x32.mat``); an .npz is a copy, whatever
+    its name.
+    """
+    data_dir = Path(data_dir)
     if data_dir.is_file():
-        return _read_npz(data_dir)
+        return data_dir, False
     if not data_dir.is_dir():
         raise DataError(f"data dir {data_dir} does not exist; put {_expected(dataset, split)} in it")
     for name in (f"{dataset}_{split}.npz", f"{dataset}_{split}_jpeg.npz"):
         if (data_dir / name).is_file():
-            return _read_npz(data_dir / name)
-    if dataset == "cifar10" and (data_dir / "cifar-10-batches-py").is_dir():
-        folder = data_dir / "cifar-10-batches-py"
-        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-        return _read_cifar_pickles([folder / n for n in names], b"labels")
-    if dataset == "cifar100" and (data_dir / "cifar-100-python").is_dir():
-        return _read_cifar_pickles([data_dir / "cifar-100-python" / split], b"fine_labels")
-    if dataset == "svhn" and (data_dir / f"{split}_32x32.mat").is_file():
-        return _read_svhn(data_dir / f"{split}_32x32.mat")
+            return data_dir / name, False
+    official = {"cifar10": data_dir / "cifar-10-batches-py", "cifar100": data_dir / "cifar-100-python",
+                "svhn": data_dir / f"{split}_32x32.mat"}[dataset]
+    if official.exists():
+        return official, True
     raise DataError(f"no {dataset} {split} data in {data_dir}; put {_expected(dataset, split)} there")
+
+
+def _read_any(dataset: str, split: str, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    path, official = locate(dataset, split, data_dir)
+    if not official:
+        return _read_npz(path)
+    if dataset == "cifar10":
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        return _read_cifar_pickles([path / n for n in names], b"labels")
+    if dataset == "cifar100":
+        return _read_cifar_pickles([path / split], b"fine_labels")
+    return _read_svhn(path)
 
 
 def _read_cifar_pickles(paths: list[Path], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:

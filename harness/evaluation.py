@@ -25,24 +25,25 @@ from zoo import devices, distributed
 from zoo.datasets_meta import NUM_CLASSES, check_dataset
 from zoo.errors import ConfigError
 
+from zoo.results import CLEAN_BREAK, RESULT_FORMAT, EvaluationResult
+
 from .adversarial import write_adversarial
-from .beyond import apply_external, check_extra_attacks, extra_settings, provenance, split_outcomes
+from .assembly import assemble
+from .beyond import provenance, split_outcomes
 from .engine.attack import RANDOMIZED_WARNING, AttackSettings, Job
 from .engine.checks import check_logits
-from .data import BundledSubsetWarning, load_tensors
+from .data import BundledSubsetWarning, load_tensors, locate
 from .engine.execution import Tracker, execute
-from .engine.locking import output_lock
+from zoo.locking import output_lock
 from .models import ResolvedModel, resolve_model
 from .engine.numerics import choose_numerics
-from .results import CLEAN_BREAK, DESCRIPTIVE_KEYS, RESULT_FORMAT, Evaluation, EvaluationResult, ModelInfo, curve_points, fmt_acc
 from .engine.shards import parse_shard, shard_range
+from .extra_attacks import check_extra_attacks_fit, recorded_settings
+from .options import EvaluationOptions
+from .repeats import combine
 from .engine.stages import StagePlan
 from .engine.state import StateDir
-from .threat_models import attacks_for, check_threat_model, main_eps_index, resolve_eps_list
-
-RANDOMIZED_NOTE = ("AutoAttack flags this model as a randomized defense; RobustBench does not rank randomized "
-                   "defenses under the standard version.")
-
+from .threat_models import attacks_for, check_threat_model, resolve_eps_list
 
 class TrainModeWarning(UserWarning):
     """The model was in train mode and has been switched to eval mode."""
@@ -74,48 +75,9 @@ def _summarize_warnings(items: list[tuple[str, str]]) -> list[dict]:
     return [{"source": s, "message": m, "count": c} for (s, m), c in counts.items()]
 
 
-def build_model_info(resolved: ResolvedModel | None, dataset: str, eps_text: str, clean: float, robust: float,
-                     overrides: dict | None = None, base: ModelInfo | None = None,
-                     randomized: bool = False) -> ModelInfo:
-    """RobustBench's model_info for a measured result (entry metadata, then user overrides).
-
-    A model AutoAttack flags as randomized is marked ``unreliable`` with a footnote.
-    """
-    info = ModelInfo(**vars(base)) if base is not None else ModelInfo()
-    if base is not None and base.reported == base.autoattack_acc:
-        info.reported = ""  # it was only the measured value; re-derive it below
-    if resolved is not None:
-        info.architecture = info.architecture or resolved.architecture
-        entry = resolved.entry
-        if entry is not None:
-            src = entry.source
-            info.link, info.name = src.get("link", ""), src.get("title", "")
-            info.authors, info.venue = src.get("authors", ""), src.get("venue", "")
-            info.additional_data, info.footnote = entry.additional_data, entry.footnote
-            if entry.reported.get("autoattack_acc") is not None and entry.eps == eps_text:
-                info.reported = fmt_acc(float(entry.reported["autoattack_acc"]))
-    for key, value in (overrides or {}).items():
-        if key not in DESCRIPTIVE_KEYS:
-            raise ConfigError(f"model info key '{key}' cannot be set; settable keys: {', '.join(DESCRIPTIVE_KEYS)}")
-        setattr(info, key, value)
-    info.dataset, info.eps = dataset, eps_text
-    info.clean_acc, info.autoattack_acc = fmt_acc(clean), fmt_acc(robust)
-    info.reported = info.reported or info.autoattack_acc
-    if randomized:
-        info.unreliable = True
-        if RANDOMIZED_NOTE not in (info.footnote or ""):
-            info.footnote = f"{info.footnote} {RANDOMIZED_NOTE}" if info.footnote else RANDOMIZED_NOTE
-    return info
-
-
 def evaluate(model, dataset: str | None = None, threat_model: str | None = None, eps=None,
-             n_examples: int | None = None, *, batch_size: int = 500, version: str = "standard",
-             attacks: list[str] | None = None, seed: int = 0, device: str | None = None, data_dir=None,
-             out=None, state_dir=None, shard=None, weights: str | None = None, n_iter: int | None = None,
-             model_dir: str | None = None, model_info: dict | None = None, progress: bool = True,
-             workers: int | None = None, exact: bool = False, channels_last: bool | None = None,
-             tf32: bool | None = None, cudnn_benchmark: bool | None = None,
-             save_adversarial=None, extra_attacks: list[str] | None = None, repeats: int = 1) -> EvaluationResult:
+             n_examples: int | None = None, *, options: EvaluationOptions | None = None,
+             **keywords) -> EvaluationResult:
     """Evaluate ``model`` (a spec string or an nn.Module) under AutoAttack; return the result.
 
     The per-example answers are those of one bare ``AutoAttack(...).run_standard_evaluation(x, y,
@@ -123,53 +85,41 @@ def evaluate(model, dataset: str | None = None, threat_model: str | None = None,
     after each attack the still-robust examples of the whole evaluation are pooled and attacked in
     chunks of ``batch_size`` (see ``stages`` and ``attack``).
 
-    ``dataset`` / ``threat_model`` default to what a zoo entry or model directory
-    was made for, else cifar10 / Linf; ``eps`` to the standard budget, and may
-    be an increasing list (``"1/255,2/255,4/255,8/255"``): a nested robustness
-    curve in one run. ``n_examples`` defaults to the whole test split. With
-    ``out`` the result is written there (atomically, under a lock; with a curve
-    also ``OUT.curve.png`` / ``.svg``) and progress kept in ``state_dir``
-    (default ``RESULT.state/``); re-running resumes. ``shard="K/N"`` evaluates
-    one slice as a bare call on that slice would; under torchrun the ranks
-    share every attack's chunks and rank 0 writes. ``workers`` local processes
-    share the chunks (default: one per core on CPU, one per GPU). ``exact`` turns
-    every layout and precision change off; ``channels_last``, ``tf32`` and
-    ``cudnn_benchmark`` override the defaults (see ``numerics``).
-    ``save_adversarial`` writes the adversarial examples of the broken examples
-    to that safetensors file (see ``adversarial``). ``extra_attacks`` (``["malt"]``)
-    run after AutoAttack on its survivors and may set ``external`` (see ``beyond``);
-    ``repeats`` K > 1 re-evaluates a ``version="rand"`` model K times and keeps
-    each example's worst case (see ``repeats``).
+    The keywords are the fields of :class:`EvaluationOptions` (``batch_size``, ``version``, ``seed``,
+    ``out``, ``shard``, ``workers``, ``extra_attacks``, ``repeats``, ...), or pass ``options``; the
+    keywords override it. ``dataset`` / ``threat_model`` default to what a zoo entry or model directory
+    was made for, else cifar10 / Linf; ``eps`` to the standard budget, and may be an increasing list
+    (``"1/255,2/255,4/255,8/255"``): a nested robustness curve in one run. ``n_examples`` defaults to
+    the whole test split. With ``out`` the result is written there (atomically, under a lock; with a
+    curve also ``OUT.curve.png`` / ``.svg``) and progress kept in ``state_dir`` (default
+    ``RESULT.state/``); re-running resumes. ``shard="K/N"`` evaluates one slice as a bare call on that
+    slice would; under torchrun the ranks share every attack's chunks and rank 0 writes. ``repeats`` K
+    > 1 re-evaluates a ``version="rand"`` model K times and keeps each example's worst case (see
+    ``repeats``).
     """
-    if repeats != 1:
-        from .repeats import evaluate_repeats
-
-        return evaluate_repeats(model, dataset, threat_model, eps, n_examples, batch_size=batch_size,
-                                version=version, attacks=attacks, seed=seed, device=device, data_dir=data_dir,
-                                out=out, state_dir=state_dir, shard=shard, weights=weights, n_iter=n_iter,
-                                model_dir=model_dir, model_info=model_info, progress=progress, workers=workers,
-                                exact=exact, channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark,
-                                save_adversarial=save_adversarial, extra_attacks=extra_attacks, repeats=repeats)
-    where = devices.placement(device)
+    given = {k: v for k, v in (("dataset", dataset), ("threat_model", threat_model), ("eps", eps),
+                               ("n_examples", n_examples)) if v is not None}
+    if options is not None and not isinstance(options, EvaluationOptions):
+        raise ConfigError(f"options must be an EvaluationOptions, got {type(options).__name__}")
+    opts = EvaluationOptions.from_keywords(**{**(vars(options) if options else {}), **given, **keywords})
+    if opts.repeats > 1:
+        return _evaluate_repeats(model, opts)
+    where = devices.placement(opts.device)
     with distributed.joined(where) as group:
-        return _evaluate(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
-                         attacks=attacks, seed=seed, where=where, group=group, data_dir=data_dir, out=out,
-                         state_dir=state_dir, shard=shard, weights=weights, n_iter=n_iter, model_dir=model_dir,
-                         model_info=model_info, progress=progress, workers=workers, exact=exact,
-                         channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark,
-                         save_adversarial=save_adversarial, extra_attacks=extra_attacks)
+        return _evaluate(model, opts, where, group)
 
 
-def _check_options(batch_size: int, seed: int, n_iter: int | None, workers: int | None) -> None:
-    """One error line for each out-of-range number."""
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    if seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
-    if n_iter is not None and n_iter < 1:
-        raise ConfigError(f"--n-iter must be at least 1, got {n_iter}")
+def _evaluate_repeats(model, opts: EvaluationOptions) -> EvaluationResult:
+    """K evaluations of a randomized defense (seeds seed..seed+K-1), combined per example (worst case)."""
+    root = Path(opts.state_dir) if opts.state_dir is not None else (
+        default_state_dir(opts.out) if opts.out is not None else None)
+    runs = [evaluate(model, options=opts.replace(seed=opts.seed + r, repeats=1, out=None,
+                                                 state_dir=root / f"repeat-{r}" if root is not None else None))
+            for r in range(opts.repeats)]
+    result = combine(runs)
+    if opts.out is not None:
+        result.to_json(opts.out)
+    return result
 
 
 @dataclass
@@ -198,31 +148,31 @@ def _test_images(dataset: str, data_dir, n_examples: int | None, notes: list) ->
     notes += [("harness", str(w.message)) for w in caught if issubclass(w.category, BundledSubsetWarning)]
     for _, msg in notes:
         warnings.warn(msg, BundledSubsetWarning, stacklevel=5)
-    data = {"source": str(Path(data_dir).resolve()) if data_dir else "bundled-subset",
-            "sha256": data_fingerprint(x, y), "leaderboard_eligible": data_dir is not None and n_examples is None}
+    path, official = locate(dataset, "test", data_dir) if data_dir else (None, False)
+    data = {"source": str(path.resolve()) if path else "bundled-subset", "official": official,
+            "sha256": data_fingerprint(x, y), "leaderboard_eligible": official and n_examples is None}
     return x, y, data
 
 
-def _prepare(model, dataset, threat_model, eps, n_examples, *, batch_size, version, attacks, seed,
-             where: devices.Placement, group: distributed.Group, data_dir, shard, weights, n_iter, model_dir, workers,
-             exact, channels_last, tf32, cudnn_benchmark, extra_attacks) -> _Run:
+def _prepare(model, opts: EvaluationOptions, where: devices.Placement, group: distributed.Group) -> _Run:
     """Resolve the model, threat model, images, workers and settings; check the model on the first chunk."""
     notes: list[tuple[str, str]] = []
-    _check_options(batch_size, seed, n_iter, workers)
-    resolved = resolve_model(model, dataset, threat_model, weights, model_dir)
-    dataset = check_dataset(dataset or resolved.defaults.get("dataset", "cifar10"))
-    threat_model = check_threat_model(threat_model or resolved.defaults.get("threat_model", "Linf"))
-    eps_list = resolve_eps_list(threat_model, eps)
-    attack_list = attacks_for(version, threat_model, attacks)
-    extra = check_extra_attacks(extra_attacks, eps_list, threat_model)
-    if len(eps_list) > 1 and version == "rand":
+    batch_size, workers, n_iter = opts.batch_size, opts.workers, opts.n_iter
+    resolved = resolve_model(model, opts.dataset, opts.threat_model, opts.weights, opts.model_dir)
+    dataset = check_dataset(opts.dataset or resolved.defaults.get("dataset", "cifar10"))
+    threat_model = check_threat_model(opts.threat_model or resolved.defaults.get("threat_model", "Linf"))
+    eps_list = resolve_eps_list(threat_model, opts.eps)
+    attack_list = attacks_for(opts.version, threat_model, opts.attacks)
+    extra = opts.extra_attacks
+    check_extra_attacks_fit(extra, len(eps_list), threat_model)
+    if len(eps_list) > 1 and opts.version == "rand":
         raise ConfigError("an eps list needs a deterministic model, but --version rand is for randomized defenses "
                           "(an example broken at a smaller eps need not stay broken); evaluate one eps per run")
-    numerics = choose_numerics(resolved.model, exact, channels_last, tf32, cudnn_benchmark)
-    shard = parse_shard(shard)
+    numerics = choose_numerics(resolved.model, opts.exact, opts.channels_last, opts.tf32, opts.cudnn_benchmark)
+    shard = parse_shard(opts.shard)
     if group.enabled and shard:
         raise ConfigError("--shard cannot be combined with torchrun: the ranks already share the work")
-    x, y, data = _test_images(dataset, data_dir, n_examples, notes)
+    x, y, data = _test_images(dataset, opts.data_dir, opts.n_examples, notes)
     examples = shard_range(len(x), batch_size, shard)
     net = resolved.model
     if net.training:
@@ -231,14 +181,14 @@ def _prepare(model, dataset, threat_model, eps, n_examples, *, batch_size, versi
         notes.append(("harness", msg))
         net.eval()
     n_chunks = -(-len(examples) // batch_size)
-    if workers is not None and workers > n_chunks and not group.enabled:
+    if workers is not None and workers > n_chunks > 0 and not group.enabled:  # an empty shard needs no worker
         raise ConfigError(f"--workers {workers} is more than the {n_chunks} chunk(s) of the evaluation "
                           f"({len(examples)} examples, --batch-size {batch_size}); use at most {n_chunks} workers "
                           "or a smaller --batch-size")
     worker_list = devices.worker_devices(workers, where, n_chunks, devices.cpu_cores())
     threads = max(1, devices.cpu_cores() // len(worker_list)) if len(worker_list) > 1 else None
-    settings = AttackSettings(seed, threat_model, tuple(eps_list), version, tuple(attack_list), NUM_CLASSES[dataset],
-                              dataset, n_iter, tuple(extra))
+    settings = AttackSettings(opts.seed, threat_model, tuple(eps_list), opts.version, tuple(attack_list),
+                              NUM_CLASSES[dataset], dataset, n_iter, extra)
     job = Job(net, x, y, settings, numerics)
     if len(worker_list) == 1:
         with job.placed(where.device) as placed_net, torch.no_grad():  # fail on a wrong model before any work
@@ -246,11 +196,11 @@ def _prepare(model, dataset, threat_model, eps, n_examples, *, batch_size, versi
             check_logits(placed_net(first), NUM_CLASSES[dataset], dataset, "the first chunk")
     config = {"model": {"spec": resolved.spec, "kind": resolved.kind}, "weights_sha256": resolved.weights_sha256,
               "dataset": dataset, "threat_model": threat_model, "eps": [v for v, _ in eps_list], "n_examples": len(x),
-              "data": data, "autoattack": {"version": version, "attacks": attack_list, "n_iter": n_iter},
-              "seed": seed, "batch_size": batch_size, "numerics": asdict(numerics),
+              "data": data, "autoattack": {"version": opts.version, "attacks": attack_list, "n_iter": n_iter},
+              "seed": opts.seed, "batch_size": batch_size, "numerics": asdict(numerics),
               "device_kind": devices.device_kind(where.device)}
     if extra:   # only then: the state of a run without extra attacks keeps its config
-        config["extra_attacks"] = extra_settings(extra, n_iter)
+        config["extra_attacks"] = recorded_settings(extra, n_iter)
     return _Run(resolved, x, y, examples, shard, eps_list, settings, job, config, worker_list, threads, notes)
 
 
@@ -274,26 +224,22 @@ def _open_state(run: _Run, group: distributed.Group, out, state_dir, started: st
     return state
 
 
-def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, version, attacks, seed,
-              where: devices.Placement, group: distributed.Group, data_dir, out, state_dir, shard, weights, n_iter,
-              model_dir, model_info, progress, workers, exact, channels_last, tf32, cudnn_benchmark,
-              save_adversarial, extra_attacks=None) -> EvaluationResult:
+def _evaluate(model, opts: EvaluationOptions, where: devices.Placement, group: distributed.Group) -> EvaluationResult:
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    run = _prepare(model, dataset, threat_model, eps, n_examples, batch_size=batch_size, version=version,
-                   attacks=attacks, seed=seed, where=where, group=group, data_dir=data_dir, shard=shard,
-                   weights=weights, n_iter=n_iter, model_dir=model_dir, workers=workers, exact=exact,
-                   channels_last=channels_last, tf32=tf32, cudnn_benchmark=cudnn_benchmark, extra_attacks=extra_attacks)
+    run = _prepare(model, opts, where, group)
+    out = opts.out
     settings, notes, examples = run.settings, run.notes, run.examples
     lock = output_lock(out) if out is not None and group.is_main else contextlib.nullcontext()
     with lock:
-        state = _open_state(run, group, out, state_dir, started)
+        state = _open_state(run, group, out, opts.state_dir, started)
         started = state.started_at if state is not None else started
         segments = state.segments if state is not None else [(examples.start, examples.stop)]
-        plans = [StagePlan(a, b, batch_size, settings.n_levels) for a, b in segments]
-        tracker = Tracker(plans, state, settings, progress, position=group.rank)
+        plans = [StagePlan(a, b, opts.batch_size, settings.n_levels) for a, b in segments]
+        tracker = Tracker(plans, state, settings, opts.progress, position=group.rank)
         try:
-            used = execute(run.job, tracker, where, group, run.worker_list, run.threads, workers is not None, notes)
+            used = execute(run.job, tracker, where, group, run.worker_list, run.threads, opts.workers is not None,
+                           notes)
         finally:
             tracker.close()
         records = tracker.records
@@ -311,15 +257,15 @@ def _evaluate(model, dataset, threat_model, eps, n_examples, *, batch_size, vers
                       if run.shard is not None else None)
         randomized = any(source == "autoattack" and RANDOMIZED_WARNING in m for source, m in notes)
         adversarial = None
-        if save_adversarial is not None and group.is_main:
-            adversarial = write_adversarial(save_adversarial, records, run.x, run.y, settings, run.resolved.spec)
+        if opts.save_adversarial is not None and group.is_main:
+            adversarial = write_adversarial(opts.save_adversarial, records, run.x, run.y, settings, run.resolved.spec)
         label = devices.describe(used, run.threads) + (f" x{group.world_size} processes" if group.enabled else "")
         config = run.config
         result = assemble(
-            run.resolved, model_info, outcome=outcome, broken_at=broken_at, eps_list=run.eps_list,
+            run.resolved, opts.model_info, outcome=outcome, broken_at=broken_at, eps_list=run.eps_list,
             randomized=randomized, format=RESULT_FORMAT, model=config["model"], dataset=config["dataset"],
             threat_model=config["threat_model"], n_examples=config["n_examples"], data=config["data"],
-            autoattack=config["autoattack"], seed=seed, batch_size=batch_size, versions=_versions(), device=label,
+            autoattack=config["autoattack"], seed=opts.seed, batch_size=opts.batch_size, versions=_versions(), device=label,
             weights_sha256=run.resolved.weights_sha256, started_at=started,
             duration_s=round(time.perf_counter() - t0 + earlier_s, 3), warnings=_summarize_warnings(notes),
             shard=shard_info, numerics=config["numerics"], segments=[list(s) for s in segments],
@@ -351,20 +297,3 @@ def outcomes(plans: list[StagePlan], settings: AttackSettings) -> tuple[list, li
                 outcome.append(attack)
                 broken_at.append(settings.eps[j][1])
     return outcome, broken_at
-
-
-def assemble(resolved: ResolvedModel | None, model_info: dict | None, *, outcome: list, broken_at: list,
-             eps_list: list[tuple[float, str]], randomized: bool, per_example_start: int,
-             base: ModelInfo | None = None, **fields) -> EvaluationResult:
-    """The result from per-example outcomes: the curve, the accuracies at the main eps, model_info."""
-    clean, curve = curve_points(outcome, broken_at, eps_list, fields["autoattack"]["attacks"])
-    main = curve[main_eps_index(fields["threat_model"], eps_list)]
-    evaluation = Evaluation(eps=main["eps"], eps_text=main["eps_text"], clean_accuracy=clean,
-                            robust_accuracy=main["robust_accuracy"], robust_accuracy_after=main["robust_accuracy_after"],
-                            per_example={"start": per_example_start, "outcome": outcome, "broken_at": broken_at},
-                            curve=curve, randomized=randomized, **fields)
-    info = build_model_info(resolved, fields["dataset"], main["eps_text"], clean, main["robust_accuracy"],
-                            model_info, base=base, randomized=randomized)
-    if evaluation.extra_attacks or info.external:
-        apply_external(info, evaluation)
-    return EvaluationResult(info, evaluation)

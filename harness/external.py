@@ -23,7 +23,7 @@ import warnings
 import torch
 
 from zoo.errors import ConfigError
-from zoo.fileio import atomic_path
+from zoo.fileio import atomic_file
 
 from .engine.checks import adversarial_tolerance
 from .threat_models import perturbation_norms
@@ -41,7 +41,7 @@ def export_external(result_path: str | os.PathLike, out: str | os.PathLike, adve
     """Write the adversarial images of ``result_path`` as RobustBench's submission tensor; return a summary."""
     from .adversarial import saved_adversarial
     from .evaluation import data_fingerprint
-    from .results import EvaluationResult
+    from zoo.results import EvaluationResult
 
     ev = EvaluationResult.from_json(result_path).evaluation
     if ev.shard is not None:
@@ -62,8 +62,8 @@ def export_external(result_path: str | os.PathLike, out: str | os.PathLike, adve
         raise ConfigError(f"{adversarial} does not match the images {result_path} evaluated")
     x_adv = x.clone()
     x_adv[idx] = tensors["x_adv"].to(x_adv.dtype)
-    with atomic_path(out) as tmp:
-        torch.save(x_adv.contiguous(), tmp)
+    with atomic_file(out) as f:
+        torch.save(x_adv.contiguous(), f)
     return {"path": str(out), "shape": list(x_adv.shape), "adversarial": len(idx), "n_examples": len(x),
             "dataset": ev.dataset, "threat_model": ev.threat_model, "eps": ev.eps_text}
 

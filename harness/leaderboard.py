@@ -26,10 +26,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.errors import ConfigError
+from zoo.datasets_meta import check_threat_model
+from zoo.errors import ConfigError, UnknownNameError, close_matches_hint
 from zoo.fileio import read_json
 
-from .results import EVALUATION_KEY
+from zoo.results import EVALUATION_KEY, EvaluationResult, as_float
 
 FORMATS = ("md", "html", "json")
 # robustbench.utils.ACC_FIELDS: the first field a file has ranks it.
@@ -82,11 +83,10 @@ class Leaderboard:
 
 
 def _number(info: dict, key: str) -> float:
-    value = info[key]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} is not a number ({value!r})") from None
+    number = as_float(info[key])
+    if number is None:
+        raise ValueError(f"{key} is not a number ({info[key]!r})")
+    return number
 
 
 def rank_value(info: dict, threat_model: str) -> tuple[str, float]:
@@ -133,10 +133,14 @@ def read_tree(root: str | os.PathLike, dataset: str | None = None, threat_model:
         except ConfigError as e:  # "model_info file PATH is not valid JSON (...)"
             board.skipped.append(Skipped(str(path), str(e).split(f"{path} ", 1)[-1].removeprefix("is ")))
             continue
-        evaluation = info.get(EVALUATION_KEY) if isinstance(info, dict) else None
-        evaluation = evaluation if isinstance(evaluation, dict) else {}
+        try:   # a harness result carries its provenance; a RobustBench model_info file has none
+            evaluation = (EvaluationResult.from_dict(info, str(path)).evaluation
+                          if isinstance(info, dict) and EVALUATION_KEY in info else None)
+        except ConfigError as e:   # "PATH has ..." / "PATH is ..."
+            board.skipped.append(Skipped(str(path), str(e).split(f"{path} ", 1)[-1]))
+            continue
         ds = next((p for p in parts if p in DATASETS), None) or (info.get("dataset") if isinstance(info, dict) else None)
-        tm = next((p for p in parts if p in RANK_FIELDS), None) or evaluation.get("threat_model")
+        tm = next((p for p in parts if p in RANK_FIELDS), None) or (evaluation.threat_model if evaluation else None)
         if (dataset and ds != dataset) or (threat_model and tm != threat_model):
             continue
         try:
@@ -386,6 +390,11 @@ def build(root: str | os.PathLike | None, dataset: str | None = None, threat_mod
     """The rows of a model_info tree and/or the zoo's entries, with the files skipped."""
     if root is None and not include_zoo:
         raise ConfigError("give a model_info folder, --zoo, or both")
+    if threat_model is not None:
+        threat_model = check_threat_model(threat_model, tuple(RANK_FIELDS))
+    if dataset is not None and dataset not in DATASETS:
+        raise UnknownNameError(f"unknown dataset '{dataset}'; choose one of {', '.join(DATASETS)}."
+                               + close_matches_hint(dataset, DATASETS))
     board = read_tree(root, dataset, threat_model) if root is not None else Leaderboard()
     if include_zoo:
         board.rows += zoo_rows(dataset, threat_model)

@@ -40,7 +40,6 @@ from pyautoattack.autopgd_base import APGDAttack_targeted
 
 from zoo.errors import ConfigError
 
-METHOD = "MALT (Melamed et al., 2024)"
 DUAL_NORM = {"Linf": 1, "L2": 2}
 
 

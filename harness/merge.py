@@ -7,13 +7,13 @@ its own examples), so the merged result lists one segment per shard.
 from __future__ import annotations
 
 import os
-from collections import Counter
+from pathlib import Path
 
 from zoo.errors import ConfigError
+from zoo.results import EvaluationResult
 
+from .assembly import assemble, combined_fields
 from .beyond import merge_extra
-from .evaluation import assemble
-from .results import EvaluationResult
 
 
 def merge_results(shards: list[EvaluationResult], names: list[str] | None = None) -> EvaluationResult:
@@ -48,19 +48,10 @@ def merge_results(shards: list[EvaluationResult], names: list[str] | None = None
         pos = sh["stop"]
     if pos != first.n_examples:
         raise ConfigError(f"examples {pos}..{first.n_examples - 1} are missing: no shard covers them")
-    notes = Counter()
-    for s in shards:
-        for w in s.evaluation.warnings:
-            notes[(w["source"], w["message"])] += w["count"]
-    devices = sorted({s.evaluation.device for s in shards})
-    fields = {k: v for k, v in vars(first).items()
-              if k not in ("eps", "eps_text", "clean_accuracy", "robust_accuracy", "robust_accuracy_after",
-                           "per_example", "curve", "randomized")}
+    fields = combined_fields(shards)
     fields.update(started_at=min(s.evaluation.started_at for s in shards),
-                  duration_s=round(sum(s.evaluation.duration_s for s in shards), 3),
-                  device="; ".join(devices) + f" ({len(shards)} shards)",
-                  warnings=[{"source": s, "message": m, "count": c} for (s, m), c in notes.items()], shard=None,
-                  segments=[seg for i in order for seg in shards[i].evaluation.segments],
+                  device="; ".join(sorted({s.evaluation.device for s in shards})) + f" ({len(shards)} shards)",
+                  shard=None, segments=[seg for i in order for seg in shards[i].evaluation.segments if seg[1] > seg[0]],
                   extra_attacks=merge_extra([shards[i].evaluation.extra_attacks for i in order],
                                             [names[i] for i in order], outcomes))
     return assemble(None, None, outcome=outcomes, broken_at=broken_at, eps_list=first.eps_list(),
@@ -70,6 +61,8 @@ def merge_results(shards: list[EvaluationResult], names: list[str] | None = None
 
 def merge_files(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> EvaluationResult:
     """Read shard files, merge them and (with ``out``) write the result atomically (and its curve plots)."""
+    if out is not None and Path(out).resolve() in {Path(p).resolve() for p in paths}:
+        raise ConfigError(f"--out {out} is one of the shards to merge and would be overwritten; choose another file")
     result = merge_results([EvaluationResult.from_json(p) for p in paths], [str(p) for p in paths])
     if out is not None:
         result.to_json(out)

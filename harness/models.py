@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from zoo.errors import ConfigError, UnknownNameError, close_matches_hint
-from zoo.fileio import sha256_file
+from zoo.fileio import sha256_file, sha256_files
 from zoo.checkpoints import read_weights
 from zoo.model_dir import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, read_config
 from zoo.registry import Entry
@@ -159,9 +159,8 @@ def _load_weights_file(model: nn.Module, weights: str) -> None:
 def _robustbench(name: str, dataset: str, threat_model: str, model_dir: str) -> ResolvedModel:
     from zoo.robustbench.loader import robustbench_load
 
-    model = robustbench_load(name, model_dir, dataset, threat_model,
-                             purpose=f"the model spec {ROBUSTBENCH_PREFIX}{name}")
-    checkpoint = Path(model_dir) / dataset / threat_model / f"{name}.pt"
-    sha = sha256_file(checkpoint) if checkpoint.is_file() else state_dict_sha256(model)
-    return ResolvedModel(model, f"{ROBUSTBENCH_PREFIX}{name}", "robustbench", sha, architecture=type(model).__name__,
+    model, checkpoints = robustbench_load(name, model_dir, dataset, threat_model,
+                                          purpose=f"the model spec {ROBUSTBENCH_PREFIX}{name}")
+    return ResolvedModel(model, f"{ROBUSTBENCH_PREFIX}{name}", "robustbench", sha256_files(checkpoints),
+                         architecture=type(model).__name__,
                          defaults={"dataset": dataset, "threat_model": threat_model})

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from zoo.datasets_meta import CLASS_NAMES
 from zoo.errors import ConfigError
-from zoo.fileio import atomic_path
+from zoo.fileio import atomic_file
 
 
 def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -46,8 +46,8 @@ def show_gradient(grad: torch.Tensor) -> torch.Tensor:
 
 
 def _save(fig, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
 
 
 def _hwc(t: torch.Tensor):

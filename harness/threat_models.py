@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from zoo.datasets_meta import check_threat_model
 from zoo.errors import ConfigError, UnknownNameError, close_matches_hint
 from zoo.registry import parse_eps
 
-THREAT_MODELS = ("Linf", "L2", "L1")
 VERSIONS = ("standard", "plus", "rand", "custom")
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 
@@ -16,15 +16,6 @@ ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 DEFAULT_EPS = {"Linf": "8/255", "L2": "0.5", "L1": "12"}
 # The largest meaningful budget on [0,1]^(3x32x32) images.
 _MAX_EPS = {"Linf": 1.0, "L2": math.sqrt(3 * 32 * 32), "L1": 3 * 32 * 32}
-
-
-def check_threat_model(name: str) -> str:
-    """Return the canonical threat-model name (``linf`` -> ``Linf``)."""
-    canon = {t.lower(): t for t in THREAT_MODELS}
-    if name.lower() not in canon:
-        raise UnknownNameError(f"unknown threat model '{name}'; choose one of {', '.join(THREAT_MODELS)}."
-                               + close_matches_hint(name, THREAT_MODELS))
-    return canon[name.lower()]
 
 
 def resolve_eps(threat_model: str, eps: str | float | None) -> tuple[float, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import asdict, dataclass
 
@@ -11,7 +12,7 @@ from zoo.errors import ConfigError
 
 from .evaluation import evaluate
 from .engine.numerics import numerics_from_record
-from .results import EvaluationResult
+from zoo.results import EvaluationResult
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -67,6 +68,8 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
     images than in the original: per-example agreement is 100% only when the
     prefix is the whole evaluation.
     """
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
+        raise ConfigError(f"--confidence must be a probability between 0 and 1 (exclusive), e.g. 0.95; got {confidence!r}")
     claimed = EvaluationResult.from_json(result_path)
     ev = claimed.evaluation
     if ev.shard is not None:

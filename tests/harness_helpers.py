@@ -17,7 +17,6 @@ import torch.nn as nn
 
 from pyautoattack import AutoAttack
 
-from harness.engine.attack import set_iterations
 from harness.data import load_tensors
 
 TESTS_DIR = Path(__file__).parent
@@ -129,13 +128,32 @@ def run_cli(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedP
                           cwd=cwd, env=env, timeout=timeout)
 
 
+def set_iterations_by_hand(aa: AutoAttack, n_iter: int) -> None:
+    """``n_iter`` iterations for every attack of ``aa`` (Square: queries), each hyperparameter derived from it by
+    pyautoattack's own formulas (``APGDAttack.__init__``: ``n_iter_orig``, ``n_iter_2``, ``n_iter_min``,
+    ``size_decr``), written out here so that the reference never runs the harness's code."""
+    for apgd in (aa.apgd, aa.apgd_targeted):
+        apgd.n_iter = n_iter
+        apgd.n_iter_orig = n_iter + 0
+        apgd.n_iter_2 = max(int(0.22 * n_iter), 1)
+        apgd.n_iter_min = max(int(0.06 * n_iter), 1)
+        apgd.size_decr = max(int(0.03 * n_iter), 1)
+    aa.fab.n_iter = n_iter
+    aa.square.n_queries = n_iter
+
+
 def bare_autoattack(model, x, y, *, version, batch_size: int, attacks=None, n_iter=None, seed=0, norm="Linf",
-                    eps=8 / 255, device="cpu"):
-    """One plain pyautoattack call; returns (x_adv, y_adv, robust accuracy % after each attack from its log)."""
+                    eps=8 / 255, device="cpu", run=None):
+    """One plain pyautoattack call; returns (x_adv, y_adv, robust accuracy % after each attack from its log).
+
+    ``run`` (a prefix of the version's attack list) runs only those attacks, with the version's settings."""
     aa = AutoAttack(model, norm=norm, eps=eps, seed=seed, version=version,
                     attacks=attacks if version == "custom" else None, device=device)
     if n_iter:
-        set_iterations(aa, n_iter)
+        set_iterations_by_hand(aa, n_iter)
+    if run is not None:
+        assert list(run) == aa.attacks_to_run[:len(run)]
+        aa.attacks_to_run = list(run)
     lines: list[str] = []
 
     class _Keep(logging.Handler):

@@ -115,3 +115,18 @@ def test_wideresnet_initialisation_is_the_official_one():
             assert torch.equal(m.bias, torch.zeros_like(m.bias)), name
     assert len(standardised) == 16  # the init conv, 3 groups x 2 blocks x 2 convs, 3 shortcut convs
     assert kstest(torch.cat(standardised).numpy(), "norm").pvalue > 1e-4
+
+
+@pytest.mark.parametrize("arch,dataset", __import__("architecture_reference").ARCHITECTURES)
+def test_architecture_gives_robustbenchs_committed_logits(arch, dataset):
+    """Core-suite parity (no robustbench needed): the logits RobustBench's own definitions give under fixed weights
+    and inputs, committed in tests/data/architecture_logits.pt (made by tests/data/make_architecture_logits.py)."""
+    from architecture_reference import LOGITS_FILE, reference_inputs, reference_state
+
+    expected = torch.load(LOGITS_FILE, weights_only=True)[f"{arch}/{dataset}"]
+    model = zoo.create_model(arch, dataset=dataset).eval()
+    model.load_state_dict(reference_state(model.state_dict()), strict=True)
+    with torch.no_grad():
+        logits = model(reference_inputs())
+    assert float((expected - expected.mean(0)).abs().max()) > 0.1        # the logits depend on the image
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard
 from test_hub_publish import EVALUATION
 
-from zoo import list_entries
+from zoo import list_entries, registry
 from zoo.cards import bibtex, default_cards_dir, render_card
 from zoo.evaluations import entry_evaluations
 from zoo.cli import main
@@ -81,7 +81,7 @@ def test_bundled_card_says_bundled_counts_images_right_and_never_claims_the_offi
     assert full == 10000 and n < full                                         # clean on all images, AA on a prefix
     clean = {(r.metric_value, r.metric_args["n_examples"], r.dataset_split) for r in results if r.metric_config == "clean"}
     assert clean == {(rep["clean_acc"], full, "unofficial-test-copy"),
-                     (float(evaluation["clean_acc"]), n, f"unofficial-test-copy[:{n}]")}
+                     (float(evaluation.model_info.clean_acc), n, f"unofficial-test-copy[:{n}]")}
     robust = [(r.metric_value, r.metric_args["n_examples"], r.dataset_split) for r in results if r.metric_config != "clean"]
     assert robust == [(rep["autoattack_acc"], n, f"unofficial-test-copy[:{n}]")]  # listed once, not per source
     assert (f"| CIFAR-10 test copy (unofficial) | Linf 8/255 | {full} / {n} | {rep['clean_acc']:.2f} | "
@@ -105,3 +105,13 @@ def test_published_card_is_a_timm_card():
     assert 'zoo.load_model("cifar10-linf")' in card.text and f"pinned revision `{'a' * 40}`" in card.text
     assert "checked on every download" in card.text and "Not on the Hub yet" not in card.text
     assert "`pang2022robustness_wrn28_10_cifar10_linf`" in card.text   # robustbench's own loader reaches it
+
+
+def test_a_user_entry_card_goes_beside_the_user_registry_not_into_the_checkout():
+    tiny = registry.get_entry("cifar10-linf-tiny")
+    registry.add_user_entry(registry.Entry(**{**tiny.to_dict(), "name": "my-copy", "builtin": False}))
+    result = CliRunner().invoke(main, ["card", "my-copy"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"wrote {registry.user_models_dir() / 'my-copy.md'}\n"
+    assert not (default_cards_dir() / "my-copy.md").exists()
+    assert CliRunner().invoke(main, ["card", "my-copy", "--check"]).exit_code == 0

@@ -15,7 +15,7 @@ from harness.cli import main
 from harness.data import load_tensors
 from harness.evaluation import evaluate
 from harness.merge import merge_files
-from harness.results import EvaluationResult
+from zoo.results import EvaluationResult
 from harness.threat_models import resolve_eps_list
 from harness_helpers import bare_autoattack, centroid_model
 from zoo.errors import ScoreZooError

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from harness.engine.checks import EvaluationCheckError, check_adversarial
 from harness.cli import main
-from harness.engine.locking import output_lock
+from zoo.locking import output_lock
 from harness.threat_models import resolve_eps
 
 SMALL = ["--n-examples", "8", "--batch-size", "8", "--version", "custom", "--attacks", "apgd-ce", "--n-iter", "2"]

@@ -13,16 +13,19 @@ import warnings
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from harness.cli import main
 from harness.evaluation import evaluate
 from harness.merge import merge_files
-from harness.results import MODEL_INFO_KEYS, EvaluationResult
+from zoo.results import MODEL_INFO_KEYS, EvaluationResult
 from harness_helpers import TESTS_DIR, bare_autoattack, centroid_model, run_cli
 
 ARGS = ["harness_helpers:centroid_model", "--n-examples", "32", "--batch-size", "8", "--version", "custom",
         "--attacks", "apgd-ce,apgd-t", "--n-iter", "10", "--seed", "3"]
 KW = dict(n_examples=32, batch_size=8, version="custom", attacks=["apgd-ce", "apgd-t"], n_iter=10, seed=3,
           progress=False, workers=1)
+QUICK = dict(KW, n_examples=16, attacks=["apgd-ce"], n_iter=1)
 RB_EXAMPLE = Path(__file__).parent / "data" / "robustbench-model-info" / "cifar10_Linf_Pang2022Robustness_WRN28_10.json"
 
 
@@ -126,6 +129,37 @@ def test_each_shard_is_a_bare_call_on_its_slice_and_shards_merge(full, tmp_path)
     res = run_cli("merge", str(paths[0]), str(tmp_path / "other.json"), str(paths[2]), "--out", str(tmp_path / "m.json"))
     assert res.returncode == 1 and "different evaluation" in res.stderr and "seed" in res.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_shards_without_a_batch_are_empty_results_that_merge(tmp_path):
+    """3 shards of 16 images in batches of 8: shard 0 has no batch."""
+    paths = [tmp_path / f"s{k}.json" for k in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shards = [evaluate("harness_helpers:centroid_model", out=p, shard=f"{k}/3", **QUICK)
+                  for k, p in enumerate(paths)]
+        whole = evaluate("harness_helpers:centroid_model", **QUICK)
+    empty = shards[0].evaluation
+    assert empty.shard == {"index": 0, "count": 3, "start": 0, "stop": 0} and empty.per_example["outcome"] == []
+    merged = merge_files(paths, tmp_path / "merged.json")
+    assert merged.evaluation.per_example["outcome"] == [o for s in shards for o in s.evaluation.per_example["outcome"]]
+    assert len(merged.evaluation.per_example["outcome"]) == 16
+    assert merged.evaluation.segments == [s.evaluation.segments[0] for s in shards[1:]]
+    assert (merged.model_info.clean_acc, merged.model_info.autoattack_acc) == (whole.model_info.clean_acc,
+                                                                                whole.model_info.autoattack_acc)
+
+
+def test_merge_refuses_to_overwrite_one_of_its_shards(tmp_path):
+    paths = [tmp_path / f"s{k}.json" for k in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k, p in enumerate(paths):
+            evaluate("harness_helpers:centroid_model", out=p, shard=f"{k}/2", **QUICK)
+    before = paths[1].read_bytes()
+    for out in (paths[1], tmp_path / "." / "s1.json"):
+        res = CliRunner().invoke(main, ["merge", str(paths[0]), str(paths[1]), "--out", str(out)])
+        assert res.exit_code == 1 and f"--out {out} is one of the shards to merge" in res.output
+    assert paths[1].read_bytes() == before
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),

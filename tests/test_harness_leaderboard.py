@@ -134,6 +134,7 @@ def test_a_full_official_standard_evaluation_is_leaderboard_grade(tree, tmp_path
     ev = json.loads(out.read_text())["evaluation"]
     assert (ev["n_examples"], ev["autoattack"]["version"], ev["clean_accuracy"], ev["robust_accuracy"]) == \
         (10_000, "standard", 0.08, 0.0)
+    assert ev["data"]["leaderboard_eligible"] is True          # the official files, whole: the one eligible case
     board = json.loads(leaderboard(tmp_path / "model_info", "cifar10", "Linf", "json"))["leaderboards"][0]
     rows = {m["key"]: m for m in board["models"]}
     assert "Full_Official" in rows, board["not_leaderboard_grade"]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.evaluation import evaluate
-from harness.results import EvaluationResult
+from zoo.results import EvaluationResult
 from harness.engine.workers import UnpicklableModelError, task_threads
 from harness_helpers import TESTS_DIR, run_cli, unpicklable_model
 

@@ -12,14 +12,28 @@ import zoo
 from zoo.cli import main
 from zoo.errors import HubError
 from zoo.publish import publish
-from zoo.registry import add_user_entry, get_entry
+from zoo.registry import BUILTIN_DIR, add_user_entry, get_entry
+from zoo.results import EvaluationResult
 
-EVALUATION = {  # a score-harness result, with some provenance keys missing
-    "name": "tiny", "dataset": "cifar10", "eps": "8/255", "clean_acc": "51.00", "autoattack_acc": "21.50",
-    "evaluation": {"threat_model": "Linf", "eps": 8 / 255, "n_examples": 200, "seed": 0,
-                   "autoattack": {"version": "standard", "attacks": ["apgd-ce", "apgd-t"]},
-                   "robust_accuracy_after": {"apgd-ce": 23.0, "apgd-t": 21.5}},
-}
+def harness_result(weights_sha256: str | None = None) -> dict:
+    """A complete score-harness result file: the bundled tiny model's evaluation, rewritten as one of 200 images
+    of the official test files with two attacks (clean 51.00 %, AutoAttack 21.50 %)."""
+    data = json.loads((BUILTIN_DIR / "evaluations" / "cifar10-linf-tiny.json").read_text())
+    ev = data["evaluation"]
+    after = {"apgd-ce": 23.0, "apgd-t": 21.5}
+    data.update(name="tiny", clean_acc="51.00", autoattack_acc="21.50", reported="21.50", footnote=None)
+    ev.update(n_examples=200, seed=0, clean_accuracy=51.0, robust_accuracy=21.5, robust_accuracy_after=after,
+              autoattack={"version": "standard", "attacks": list(after), "n_iter": None},
+              data={"source": "/data/cifar-10-batches-py", "official": True, "sha256": "0" * 64,
+                    "leaderboard_eligible": False},
+              per_example={"start": 0, "outcome": ["clean"] * 98 + ["apgd-ce"] * 56 + ["apgd-t"] * 3 + [None] * 43,
+                           "broken_at": ["0"] * 98 + ["8/255"] * 59 + [None] * 43},
+              curve=[{"eps": ev["eps"], "eps_text": "8/255", "robust_accuracy": 21.5, "robust_accuracy_after": after}],
+              segments=[[0, 200]], weights_sha256=weights_sha256 or ev["weights_sha256"])
+    return data
+
+
+EVALUATION = harness_result()
 
 
 @pytest.fixture()
@@ -27,7 +41,7 @@ def tiny(hub, tmp_path):
     _, digest = save_tiny(tmp_path / "tiny")
     add_user_entry(tiny_entry())
     eval_path = tmp_path / "eval.json"
-    eval_path.write_text(json.dumps(EVALUATION))
+    eval_path.write_text(json.dumps(harness_result(digest)))
     return tmp_path / "tiny", digest, eval_path
 
 
@@ -54,7 +68,8 @@ def test_publish_is_one_commit_with_card_and_evaluations(tiny, hub):
     assert commit.oid in out.output and commit.parent is not None          # initial commit + ours
     assert sorted(commit.files) == [".gitattributes", "README.md", "config.json",
                                     "evaluations/00-cifar10-linf-200.json", "model.safetensors"]
-    assert json.loads(commit.files["evaluations/00-cifar10-linf-200.json"]) == EVALUATION
+    staged = EvaluationResult.from_dict(json.loads(commit.files["evaluations/00-cifar10-linf-200.json"]))
+    assert staged == EvaluationResult.from_dict(harness_result(digest))
     card = ModelCard(commit.files["README.md"].decode())
     values = {(r.metric_name.split(" (")[0].split(",")[0], r.source_name): r.metric_value for r in card.data.eval_results}
     assert values[("Clean accuracy", "SCORE Zoo harness")] == 51.0
@@ -86,3 +101,23 @@ def test_publish_needs_a_token_and_a_valid_repo_id(tiny, hub, monkeypatch):
         publish(tiny_entry(), model_dir, "org/tiny")
     out = CliRunner().invoke(main, ["publish", "tiny-linf", "--model-dir", str(model_dir), "--repo-id", "no-org"])
     assert out.exit_code == 1 and "ORG/NAME" in out.output
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "notes.txt").write_text("not a model"), "is not a model directory: it has no config.json"),
+    (lambda d: (d / "config.json").write_text(json.dumps({"architecture": "wrn-10-1-swish", "num_classes": 10,
+                                                          "dataset": "cifar10"})), "model.safetensors does not exist"),
+])
+def test_publish_model_dir_that_is_not_a_model_is_one_line(tmp_path, make, message):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    make(folder)
+    result = CliRunner().invoke(main, ["publish", "cifar10-linf-tiny", "--model-dir", str(folder), "--repo-id",
+                                       "me/x", "--dry-run"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+
+
+def test_a_bare_model_dir_is_named_by_the_entry_name_rule(tmp_path):
+    save_tiny(tmp_path / "my run")
+    result = CliRunner().invoke(main, ["publish", str(tmp_path / "my run"), "--repo-id", "me/x", "--dry-run"])
+    assert result.exit_code == 1 and "'my run' is not a valid entry name" in result.output, result.output

@@ -30,7 +30,7 @@ from zoo.cli import main
 from zoo.fileio import sha256_file
 from zoo.robustbench.weights import build_mirrored_model
 from zoo.registry import get_entry, list_entries
-from zoo.robustbench.models import create_robustbench_model, robustbench_board, robustbench_model
+from zoo.architectures.robustbench import create_robustbench_model, robustbench_board, robustbench_model
 
 MODEL_INFO = Path(__file__).parent / "data" / "robustbench-model-info-tree"
 BOARD = ("cifar10", "corruptions")

@@ -11,8 +11,8 @@ import pytest
 from model_info_server import TREE, ModelInfoServer
 
 from zoo.errors import ConfigError
-from zoo.robustbench import model_info
-from zoo.robustbench.model_info import DEFAULT_URL, URL_ENV, cache_root, find_model_info_dir, read_model_info
+from zoo import model_info
+from zoo.model_info import DEFAULT_URL, URL_ENV, cache_root, find_model_info_dir, read_model_info
 
 WRN = ("Hendrycks2020AugMix_WRN", "cifar10", "corruptions")
 CLONE_HINT = "pass --model-info-dir with the model_info folder of a clone of RobustBench's repository"

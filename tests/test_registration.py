@@ -18,7 +18,7 @@ from training.trainer import final_model_config
 from training_helpers import tiny_config
 from zoo import registry
 from zoo.cli import main as zoo_main
-from zoo.errors import IntegrityError
+from zoo.errors import ConfigError, IntegrityError, WriteError
 from zoo.fileio import sha256_file
 from zoo.model_dir import WEIGHTS_NAME, save_model_dir
 
@@ -98,3 +98,63 @@ def test_a_local_entry_whose_weights_changed_is_refused(run_dir, tmp_path, sourc
     _tamper(local / WEIGHTS_NAME)
     zoo.load_model_dir(local)  # still a loadable model: only the hash tells
     _refused_everywhere("local-copy")
+
+
+def _refused(run, name, *extra) -> str:
+    result = CliRunner().invoke(train_main, ["register", str(run), "--name", name, *QUICK, *extra])
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and result.output.count("\n") == 1, \
+        result.output
+    return result.output
+
+
+def _nothing_registered(name):
+    assert name not in {e.name for e in registry.list_entries()}
+    assert not (registry.user_models_dir() / name).exists()
+    assert not (registry.user_models_dir() / f"{name}.md").exists()
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "../up", "-x", "x-", "a--b", "a b", "x" * 97])
+def test_register_refuses_a_name_outside_the_entry_name_rule(run_dir, name):
+    assert "is not a valid entry name" in _refused(run_dir, name)
+    _nothing_registered(name)
+    assert not registry.user_models_dir().exists()  # refused before the evaluation
+
+
+def test_every_builtin_name_follows_the_rule_that_user_names_follow():
+    for entry in registry.builtin_entries():
+        assert registry.check_name(entry.name) == entry.name
+    with pytest.raises(ConfigError, match="'a/b' is not a valid entry name"):
+        registry.save_entry(registry.Entry(**{**registry.get_entry("cifar10-linf-tiny").to_dict(), "name": "a/b",
+                                              "builtin": False}))
+
+
+def _study(path, entry):
+    """A study file of two seeds of one objective (the card shows its table)."""
+    row = {"objective": "score", "clean_acc": 60.0, "clean_n_examples": 8, "autoattack_acc": 20.0, "n_examples": 8,
+           "holdout_robust_acc": 12.5}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"description": "two seeds", "data": "bundled",
+                                "runs": [{**row, "entry": f"{entry}-s{s}", "seed": s} for s in (0, 1)]}))
+
+
+def test_a_relative_study_is_read_from_the_working_directory(run_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "study" in _refused(run_dir, "no-study", "--study", "studies/missing.json")
+    _nothing_registered("no-study")
+    assert not registry.user_models_dir().exists()  # refused before the evaluation
+    _study(tmp_path / "studies" / "mine.json", "mine")
+    entry = _register(run_dir, "mine", "--study", "studies/mine.json")
+    assert entry.studies == [str(tmp_path / "studies" / "mine.json")]
+    assert "| score | 1 | 60.00 | 20.00 | 12.50 |" in (registry.user_models_dir() / "mine.md").read_text()
+
+
+def test_a_failed_registration_leaves_nothing_and_can_be_run_again(run_dir, monkeypatch):
+    def full_disk(entry):
+        raise WriteError(f"cannot write {registry.user_registry_path()}: no space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(registry, "add_user_entry", full_disk)
+        assert "no space left on device" in _refused(run_dir, "mine")
+    _nothing_registered("mine")
+    assert _register(run_dir, "mine").sha256 == sha256_file(run_dir / "model-best" / WEIGHTS_NAME)
+    assert (registry.user_models_dir() / "mine.md").is_file()

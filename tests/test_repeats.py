@@ -65,3 +65,30 @@ def test_repeats_need_the_rand_version():
         _evaluate(version="standard", repeats=2)
     with pytest.raises(ConfigError, match="cannot be combined with --extra-attacks"):
         _evaluate(repeats=2, extra_attacks=["malt"])
+
+
+class _VeryNoisy(nn.Module):
+    """The centroid model with noise as large as its margins: which examples a draw gets right changes from
+    repeat to repeat, so no single repeat is the worst case of every example."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = centroid_model()
+
+    def forward(self, x):
+        logits = self.inner(x)
+        return logits + 60.0 * torch.randn_like(logits)
+
+
+def test_each_example_keeps_its_worst_case_not_the_last_or_any_one_repeat(tmp_path):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(_VeryNoisy().eval(), **{**KW, "seed": 0, "repeats": 3, "out": tmp_path / "r.json"})
+    ev = result.evaluation
+    each = ev.repeats["robust_accuracy"]
+    robust = sum(o is None for o in ev.per_example["outcome"])
+    assert ev.robust_accuracy == pytest.approx(100 * robust / 24)
+    # examples broken in different repeats add up: the combined figure is below every single repeat's
+    assert ev.robust_accuracy < min(each), (ev.robust_accuracy, each)
+    assert json.loads((tmp_path / "r.json").read_text())["autoattack_acc"] == f"{100 * robust / 24:.2f}"

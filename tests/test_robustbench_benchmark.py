@@ -9,13 +9,11 @@ import torch
 from pyautoattack import AutoAttack
 
 import harness
-from harness.engine.attack import set_iterations
 from harness.data import load_tensors
-from harness.results import EvaluationResult
-from harness_helpers import centroid_model
+from zoo.results import EvaluationResult
+from harness_helpers import centroid_model, set_iterations_by_hand
 
 pytestmark = pytest.mark.robustbench   # robustbench's own benchmark() is the reference
-
 
 def test_benchmark_equals_robustbench_benchmark_example_for_example(monkeypatch, tmp_path):
     """robustbench.eval.benchmark runs through this package's autoattack adapter on the same images.
@@ -38,7 +36,7 @@ def test_benchmark_equals_robustbench_benchmark_example_for_example(monkeypatch,
 
     def three_iterations(aa, *args, **kwargs):
         init(aa, *args, **kwargs)
-        set_iterations(aa, 3)
+        set_iterations_by_hand(aa, 3)
 
     monkeypatch.setattr(rb_eval, "load_clean_dataset", lambda *args, **kwargs: (x, y))
     monkeypatch.setattr(rb_eval, "clean_accuracy", keep)

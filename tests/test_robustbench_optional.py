@@ -75,7 +75,7 @@ import json, warnings
 warnings.simplefilter("ignore")
 import torch, timm, zoo, harness
 from zoo.errors import ConfigError
-from zoo.robustbench.models import model_for_config
+from zoo.architectures.robustbench import model_for_config
 out = {}
 try:
     import robustbench
@@ -115,7 +115,7 @@ def test_a_robustbench_that_cannot_be_imported_says_so_and_names_the_extra(tmp_p
     fake = tmp_path / "robustbench"
     fake.mkdir()
     (fake / "__init__.py").write_text("import pkg_resources_gone_in_setuptools_81\n")
-    code = ("from zoo.robustbench import import_robustbench\n"
+    code = ("from zoo.extras import import_robustbench\n"
             "try:\n    import_robustbench(purpose='score-zoo mirror')\n"
             "except Exception as e:\n    print(type(e).__name__, e)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

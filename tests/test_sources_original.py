@@ -3,6 +3,7 @@ Google Drive copy (through gdown), both served on 127.0.0.1, imported once, sour
 
 import json
 import logging
+import re
 import socket
 
 import pytest
@@ -73,8 +74,9 @@ def test_pinned_origin_hash_must_match(origin):
 def test_html_instead_of_a_checkpoint(origin):
     server, _, _ = origin
     server.static[PATH] = b"<!DOCTYPE html><html><body>Google Drive - quota exceeded</body></html>"
-    with pytest.raises(CheckpointError, match="HTML page.*score-zoo import"):
+    with pytest.raises(CheckpointError, match="HTML page") as info:
         zoo.load_model("tiny-linf")
+    assert "score-zoo import" in info.value.details
     assert not (origin_cache_root() / "tiny-linf").exists()
 
 
@@ -85,13 +87,20 @@ def test_unreachable_origin_names_the_maintainer_commands(origin, monkeypatch):
     monkeypatch.setenv("SCORE_ZOO_ORIGIN_ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(HubError) as info:
         zoo.load_model("tiny-linf")
-    message = str(info.value)
-    assert "cannot fetch" in message and f"curl -L -o tiny_cifar10.pt {URL}" in message
-    assert "score-zoo import tiny_cifar10.pt --arch wrn-10-1-swish" in message
-    assert "score-zoo publish tiny-linf --model-dir models/tiny-linf --repo-id <org>/tiny-linf --save-entry" in message
+    message, details = str(info.value), info.value.details
+    assert message.startswith("could not fetch 'tiny-linf' (the authors' server: cannot fetch ")
+    assert message.endswith("(--verbose for details)")
+    assert "the authors' server: cannot fetch" in details and f"curl -L -o tiny_cifar10.pt {URL}" in details
+    assert "score-zoo import tiny_cifar10.pt --arch wrn-10-1-swish" in details
+    assert "score-zoo publish tiny-linf --model-dir models/tiny-linf --repo-id <org>/tiny-linf --save-entry" in details
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set and 'tiny-linf' is not on the Hub yet"):
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set and 'tiny-linf' is not in the local cache") as info:
         zoo.load_model("tiny-linf")
+    assert "score-zoo import tiny_cifar10.pt" in info.value.details
+    short = CliRunner().invoke(main, ["load", "tiny-linf"])
+    assert short.exit_code == 1 and short.output == f"Error: {info.value}\n" and len(short.output) < 200
+    verbose = CliRunner().invoke(main, ["load", "tiny-linf", "--verbose"])
+    assert verbose.exit_code == 1 and verbose.output == f"Error: {info.value}\n{info.value.details}\n"
 
 
 @pytest.fixture()
@@ -160,10 +169,11 @@ def test_both_sources_failing_is_one_line_naming_each_and_nothing_is_kept(two_so
         server.faults["truncate"].add(DRIVE_KEY)
     else:
         server.static[DRIVE_KEY] = b'{"error": "Not Found"}'      # gdown saves any answer, whatever its status
-    with pytest.raises(error, match=match) as info:
+    with pytest.raises(error, match="could not fetch 'tiny-linf'") as info:
         zoo.load_model("tiny-linf")
-    message = str(info.value)
-    assert "\n" not in message and "the authors' server: HTTP 404" in message and "score-zoo import" in message
+    details = info.value.details
+    assert "\n" not in str(info.value) and re.search(match, details)
+    assert "the authors' server: HTTP 404" in details and "score-zoo import" in details
     assert not (origin_cache_root() / "tiny-linf").exists()
     assert [p.name for p in origin_cache_root().iterdir()] == []
     out = CliRunner().invoke(main, ["load", "tiny-linf"])            # gdown's progress lines, then one error line

@@ -95,3 +95,27 @@ def test_study_refuses_an_entry_without_held_out_accuracy(tmp_path, monkeypatch)
     with pytest.raises(ConfigError):
         from zoo.studies import study_row
         study_row("cifar10-linf")
+
+
+def test_a_study_without_a_shared_seed_has_no_paired_row(tmp_path):
+    """The two bundled entries: score seed 0 and trades seed 2."""
+    out = tmp_path / "study.json"
+    result = CliRunner().invoke(zoo_main, ["study", str(out), "--entry", "cifar10-linf-tiny",
+                                           "--entry", "cifar10-linf-tiny-trades"])
+    assert result.exit_code == 0, result.output
+    assert "| **score** mean ± std (n=1) |" in result.output and "paired" not in result.output
+    assert summary(load_study(out))["paired"] == {}
+
+
+def test_duplicate_seeds_and_mixed_image_counts_are_refused(tmp_path):
+    out = tmp_path / "study.json"
+    result = CliRunner().invoke(zoo_main, ["study", str(out), "--entry", "cifar10-linf-tiny",
+                                           "--entry", "cifar10-linf-tiny"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "are both score with seed 0: a study counts seeds" in result.output and not out.exists()
+    small = {**_row("trades", 1, 58, 21, 24), "n_examples": 8}
+    with pytest.raises(ConfigError, match=r"AutoAttack figures are measured on different numbers of images "
+                                          r"\(500 in 'score-0', 8 in 'trades-1'\)"):
+        markdown({"runs": [_row("score", 0, 60, 20, 25), small]})
+    with pytest.raises(ConfigError, match="'score-1' and 'score-1' are both score with seed 1"):
+        summary({"runs": [_row("score", 1, 60, 20, 25), _row("score", 1, 62, 22, 26)]})

@@ -129,6 +129,12 @@ def test_a_stopped_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path):
     assert _outputs(stopped) == _outputs(tmp_path / "straight")
 
 
+def test_resume_of_a_missing_run_is_refused(tmp_path):
+    code, err = _toy("--out", str(tmp_path / "typo"), "--iterations", "2", "--resume")
+    assert code == 1 and f"cannot resume {tmp_path / 'typo'}: there is no toy run there" in err
+    assert not (tmp_path / "typo").exists()
+
+
 @pytest.mark.parametrize("again,message", [
     ([], "already holds a toy run; pass --resume to continue it, or choose a new --out"),
     (["--resume", "--iterations", "5"], "cannot resume {out} with different settings (iterations: 2 -> 5)"),

@@ -18,6 +18,7 @@ from training.recipes import RECIPE_DIR
 from training.run_state import load_checkpoint
 from training_helpers import bundled_images, metrics_records, tiny_config, tiny_data
 from zoo.errors import ConfigError, DataError
+from zoo.locking import output_lock
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +137,26 @@ def test_run_directory_rules(cifar, tmp_path):
         train(tiny_config(epochs=1, beta=4.0), tmp_path / "run", data=data, progress=False, resume=True)
 
 
+def test_a_second_launch_on_a_run_directory_in_use_is_refused(cifar, tmp_path):
+    data = tiny_data(cifar, n=96, holdout=32)
+    run = tmp_path / "run"
+    with output_lock(run, "training run", directory=True):  # as the first launch holds it while it trains
+        for resume in (False, True):
+            with pytest.raises(ConfigError, match=f"another training run is writing {re.escape(str(run))}"):
+                train(tiny_config(epochs=1), run, data=data, progress=False, resume=resume)
+    assert not run.exists()
+    (tmp_path / ".run.lock").write_text("99999\n")  # the lock file of a killed launch holds no lock
+    train(tiny_config(epochs=1), run, data=data, progress=False, stop_after_steps=1)
+    assert load_checkpoint(run / "checkpoint.pt")["global_step"] == 1
+
+
+def test_resume_of_a_missing_run_directory_is_refused(cifar, tmp_path):
+    typo = tmp_path / "typo"
+    with pytest.raises(ConfigError, match=f"cannot resume {re.escape(str(typo))}: there is no run there"):
+        train(tiny_config(epochs=1), typo, data=tiny_data(cifar, n=96, holdout=32), progress=False, resume=True)
+    assert not typo.exists()
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cifar, tmp_path):
     data = tiny_data(cifar, n=160, holdout=32)
     cfg = tiny_config(lr=1e30, warmup_fraction=0.0, checkpoint_every=1, objective="pgd-at")
@@ -174,7 +195,7 @@ def test_generated_data_is_mixed_at_the_given_fraction(cifar, tmp_path):
     assert len(real) == 8 and len(gen) == 24 and plan.steps_per_epoch == 3
     assert sorted(order.tolist()) == list(range(32)) and order.tolist() != list(range(32))  # shuffled within the batch
     x, y = plan.batch(0, 1)
-    assert torch.equal(x, torch.cat([data.real_x[real], data.gen_x[gen]])[torch.from_numpy(order)])
+    assert torch.equal(x, torch.cat([data.real_x[real], data.generated.take(gen)[0]])[torch.from_numpy(order)])
     # real images of consecutive batches come from one permutation per pass (no repeats within a pass)
     first, _, _ = plan.indices(0, 0)
     assert not set(first.tolist()) & set(real.tolist())

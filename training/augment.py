@@ -15,7 +15,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-AUGMENTATION_NAMES = ("none", "crop-flip", "crop-flip-rotate")
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:

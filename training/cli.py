@@ -30,8 +30,13 @@ from .recipes import list_recipes, load_recipe, recipe_description, recipe_value
 @click.option("--register", "register_name", metavar="NAME", default=None,
               help="After training, evaluate the model and register it as user zoo entry NAME "
                    "(default settings of `score-train register`).")
+@click.option("--log-dir", default="auto", show_default=True, metavar="DIR",
+              help="TensorBoard logs: auto = RUN_DIR/tensorboard where tensorboard is installed, off = none.")
+@click.option("--wandb", "wandb_project", default=None, metavar="PROJECT",
+              help="Also log to this Weights & Biases project (needs wandb installed).")
 @click.pass_context
-def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_steps, no_progress, register_name):
+def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_steps, no_progress, register_name,
+         log_dir, wandb_project):
     """Adversarial training with SCORE (or TRADES / PGD-AT) from a recipe.
 
     \b
@@ -58,7 +63,8 @@ def main(ctx, recipe, overrides, out_dir, resume, data_dir, device, stop_after_s
         click.echo(str(run.released) if run.finished else f"{run.run_dir} (stopped early; continue with --resume)")
 
     result = launch(config, out_dir, resume=resume, device=device, stop_after_steps=stop_after_steps,
-                    progress=not no_progress, register_name=register_name, on_trained=trained)
+                    progress=not no_progress, register_name=register_name, on_trained=trained, log_dir=log_dir,
+                    wandb_project=wandb_project)
     if result is not None and result.registration is not None:  # None on the other processes under torchrun
         _report(result.registration)
 
@@ -137,6 +143,26 @@ def recipes_cmd(as_json):
     width = max(len(n) for n in names)
     for name in names:
         click.echo(f"{name.ljust(width)}  {recipe_description(name)}")
+
+
+@main.command("convert-generated")
+@click.argument("inputs", nargs=-1, required=True, metavar="IN...")
+@click.argument("out", type=click.Path(dir_okay=False), metavar="OUT")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def convert_generated_cmd(inputs, out, no_progress):
+    """Write generated data (.npz files or hf:// references, compressed or not) as one uncompressed .npz,
+    which training memory-maps. Several inputs are concatenated (e.g. the parts of a 20M set); the copy
+    streams, so memory use does not grow with the files.
+
+    \b
+    Example:
+      score-train convert-generated edm/1m_compressed.npz edm/1m.npz
+      score-train convert-generated hf://datasets/P2333/DM-Improves-AT/cifar10/20m_part1.npz \\
+          hf://datasets/P2333/DM-Improves-AT/cifar10/20m_part2.npz edm/20m.npz
+    """
+    from .generated import convert
+
+    click.echo(str(convert(list(inputs), out, progress=not no_progress)))
 
 
 @main.command("toy")

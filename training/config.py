@@ -15,6 +15,7 @@ without generated data). See training/objectives.py for what each means.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, fields
 from typing import Any
@@ -136,6 +137,7 @@ class TrainConfig:
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 _DEFAULTS = TrainConfig()
+MAX_EPOCHS = 10_000  # the official recipes train 110 to 400 epochs
 
 
 def valid_keys() -> list[str]:
@@ -158,20 +160,24 @@ def _coerce(key: str, value: Any) -> Any:
             as_float = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be an integer, got {value!r}") from None
-        if as_float != int(as_float):
+        if not math.isfinite(as_float) or as_float != int(as_float):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return int(as_float)
     if kind is float:
         if isinstance(value, str) and "/" in value:  # allow 8/255
             num, _, den = value.partition("/")
             try:
-                return float(num) / float(den)
+                number = float(num) / float(den)
             except (ValueError, ZeroDivisionError):
                 raise ConfigError(f"{key} must be a number, got {value!r}") from None
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return number
     if isinstance(value, list):  # TOML lists, e.g. lr_milestones = [100, 105]
         return ",".join(str(v) for v in value)
     return str(value)
@@ -218,6 +224,8 @@ def _problems(c: TrainConfig) -> list[str]:
     for key in ("eps", "attack_step_size", "lr", "batch_size", "epochs", "eval_batch_size", "ema_decay", "lr_decay"):
         if getattr(c, key) <= 0:
             out.append(f"{key} must be > 0, got {getattr(c, key)}")
+    if c.epochs > MAX_EPOCHS:
+        out.append(f"epochs must be at most {MAX_EPOCHS:,} (the official recipes train 110 to 400), got {c.epochs:,}")
     for key in ("attack_steps", "eval_attack_steps", "beta", "label_smoothing", "clip_value", "clip_loss",
                 "weight_decay", "grad_clip", "train_subset", "holdout_size", "checkpoint_every", "eval_every",
                 "momentum", "test_clean_every", "test_robust_every", "test_size", "eval_attack_step_size"):

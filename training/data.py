@@ -10,49 +10,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from harness.data import load_arrays
-from zoo.datasets_meta import NUM_CLASSES
 from zoo.errors import DataError
 
-def load_generated(path: str | Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read and validate a generated-data .npz (``image`` uint8 N×32×32×3, ``label`` (N,))."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"generated data file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if not {"image", "label"} <= set(f.files):
-                raise DataError(f"{path} has arrays {sorted(f.files)}; generated data needs 'image' and 'label'")
-            images, labels = f["image"], f["label"]
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path} is not a readable .npz file ({e})") from None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-        raise DataError(f"{path}: 'image' must be uint8 of shape (N,32,32,3), got {images.dtype} {images.shape}")
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise DataError(f"{path}: 'label' must have shape ({len(images)},), got {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{path}: 'label' must hold integers, got {labels.dtype}")
-    k = NUM_CLASSES[dataset]
-    if len(labels) == 0:
-        raise DataError(f"{path} holds no images")
-    if labels.min() < 0 or labels.max() >= k:
-        raise DataError(f"{path}: labels must lie in 0..{k - 1} for {dataset}, found {labels.min()}..{labels.max()}")
-    return images, labels.astype(np.int64)
-
+from .generated import GeneratedData, load_generated
 
 @dataclass
 class TrainData:
-    """Real training images (minus the held-out split) plus optional generated images, as uint8 tensors."""
+    """Real training images (minus the held-out split) as uint8 tensors, plus optional generated images
+    (memory-mapped, read per batch)."""
 
     real_x: torch.Tensor
     real_y: torch.Tensor
-    gen_x: torch.Tensor | None
-    gen_y: torch.Tensor | None
+    generated: GeneratedData | None
     holdout_x: torch.Tensor
     holdout_y: torch.Tensor
 
@@ -75,12 +49,9 @@ class TrainData:
             x, y = x[:train_subset], y[:train_subset]
         if holdout_size >= len(x):
             raise DataError(f"holdout_size={holdout_size} leaves no training images out of {len(x)}")
-        gen_x = gen_y = None
-        if generated_data:
-            gx, gy = load_generated(generated_data, dataset)
-            gen_x, gen_y = torch.from_numpy(gx), torch.from_numpy(gy)
+        generated = load_generated(generated_data, dataset) if generated_data else None
         t = torch.from_numpy
-        return cls(t(np.ascontiguousarray(x[holdout_size:])), t(np.ascontiguousarray(y[holdout_size:])), gen_x, gen_y,
+        return cls(t(np.ascontiguousarray(x[holdout_size:])), t(np.ascontiguousarray(y[holdout_size:])), generated,
                    t(np.ascontiguousarray(x[:holdout_size])), t(np.ascontiguousarray(y[:holdout_size])))
 
 
@@ -101,7 +72,7 @@ class BatchPlan:
 
     def __init__(self, data: TrainData, batch_size: int, generated_fraction: float, seed: int):
         self.data, self.batch_size, self.seed = data, batch_size, seed
-        self.mixing = data.gen_x is not None and generated_fraction > 0
+        self.mixing = data.generated is not None and generated_fraction > 0
         self.n_real = batch_size - int(batch_size * generated_fraction) if self.mixing else batch_size
         self.steps_per_epoch = math.ceil((len(data.real_x) + len(data.holdout_x)) / batch_size)
         self.chunks_per_pass = math.ceil(len(data.real_x) / self.n_real)
@@ -121,20 +92,21 @@ class BatchPlan:
         if not self.mixing:
             return real, None, np.arange(len(real))
         rng = np.random.default_rng([self.seed, epoch, step, 2])
-        gen = rng.integers(0, len(self.data.gen_x), self.batch_size - len(real))
+        gen = rng.integers(0, len(self.data.generated), self.batch_size - len(real))
         return real, gen, rng.permutation(self.batch_size)
 
     def batch(self, epoch: int, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return this rank's share of global batch ``step``: uint8 NHWC images and labels."""
+        """Return this rank's share of global batch ``step`` (every ``world_size``-th image of the shuffled
+        batch, from ``rank``): uint8 NHWC images and labels. Only that share's generated images are read."""
         real_idx, gen_idx, order = self.indices(epoch, step)
-        xs, ys = [self.data.real_x[real_idx]], [self.data.real_y[real_idx]]
-        if gen_idx is not None:
-            xs.append(self.data.gen_x[gen_idx])
-            ys.append(self.data.gen_y[gen_idx])
-        order = torch.from_numpy(order)
-        x, y = torch.cat(xs)[order], torch.cat(ys)[order]
-        if world_size > 1:
-            x, y = x[rank::world_size], y[rank::world_size]
+        mine = torch.from_numpy(order[rank::world_size])  # positions in real + generated
+        is_real = mine < len(real_idx)
+        x = torch.empty((len(mine), *self.data.real_x.shape[1:]), dtype=torch.uint8)
+        y = torch.empty(len(mine), dtype=torch.int64)
+        real_pos = torch.from_numpy(real_idx)[mine[is_real]]
+        x[is_real], y[is_real] = self.data.real_x[real_pos], self.data.real_y[real_pos].long()
+        if gen_idx is not None and not bool(is_real.all()):
+            x[~is_real], y[~is_real] = self.data.generated.take(gen_idx[(mine[~is_real] - len(real_idx)).numpy()])
         return x, y
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from zoo.fileio import atomic_path, atomic_write_text
+from zoo.fileio import atomic_file, atomic_write_text
 
 
 def batch_totals(loss: torch.Tensor, logits_clean: torch.Tensor | None, logits_adv: torch.Tensor,
@@ -116,6 +116,6 @@ def plot_metrics(records: list[dict], path: str | os.PathLike) -> None:
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     ax_acc.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)

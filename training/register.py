@@ -15,16 +15,18 @@ for ``score-zoo publish NAME --repo-id ORG/NAME``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 
 import harness
 from harness.clean import clean_accuracy
 from zoo import devices, distributed, registry
-from zoo.cards import default_cards_dir, write_card
-from zoo.errors import ConfigError
-from zoo.fileio import sha256_file, staged_dir
+from zoo.cards import write_card
+from zoo.errors import ConfigError, WriteError
+from zoo.fileio import sha256_file, staged_dir, write_error
 from zoo.model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
+from zoo.studies import load_study, markdown
 
 PACKAGE_DIR = Path(registry.__file__).parent
 # The paper of each training objective: the entry's source (card citation, leaderboard paper column).
@@ -79,9 +81,30 @@ def source_paper(recipe: dict) -> dict:
 
 
 def check_new_name(name: str, overwrite: bool = False) -> None:
-    """Refuse a name that a zoo entry has already (unless ``overwrite``)."""
+    """Refuse a name that breaks the entry-name rule, or that a zoo entry has already (unless ``overwrite``)."""
+    registry.check_name(name)
     if not overwrite and name in {e.name for e in registry.list_entries()}:
         raise ConfigError(f"a zoo entry called '{name}' exists already; pass --overwrite to replace it")
+
+
+def study_reference(path: str | os.PathLike, builtin: bool) -> str:
+    """A ``--study`` file (relative to the working directory), read and rendered now so a wrong one fails before
+    any work, as the entry records it: relative to the built-in entries' folder if it is in there, else absolute."""
+    path = Path(path).resolve()
+    markdown(load_study(path))
+    return str(path.relative_to(registry.BUILTIN_DIR)) if builtin and path.is_relative_to(registry.BUILTIN_DIR) \
+        else str(path)
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse a folder that cannot be created or written (the registry's, before the evaluation)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(folder, e) from None
+    if not os.access(folder, os.W_OK):
+        raise WriteError(f"cannot write {folder}: permission denied; choose a writable registry "
+                         f"(${registry.REGISTRY_ENV})")
 
 
 def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which: str = "model-best",
@@ -95,24 +118,25 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
     AutoAttack runs on the first ``n_examples`` test images; clean accuracy is
     measured on the first ``clean_n_examples`` (default: the same images).
     ``studies`` names the multi-seed study files the entry belongs to (its card shows them).
-    Under torchrun the processes share the evaluation, rank 0 alone writes the
-    model, entry and card, and the other processes return None.
+    Everything is checked before the evaluation, and the entry is written last: a failure leaves no
+    entry, model directory or card behind. Under torchrun the processes share the evaluation, rank 0
+    alone writes the model, entry and card, and the other processes return None.
     """
     source_dir = Path(run_dir) / which
     config = read_config(source_dir)
     check_new_name(name, overwrite)
     for baseline in baselines:
         registry.get_entry(baseline)
+    studies = [study_reference(s, builtin) for s in studies]
     threat_model = config.get("threat_model") or "Linf"
 
     if builtin:
         model_dir = PACKAGE_DIR / "bundled" / name
         result_path = registry.BUILTIN_DIR / "evaluations" / f"{name}.json"
-        cards_dir = default_cards_dir()
     else:
         model_dir = registry.user_models_dir() / name
         result_path = model_dir.parent / f"{name}.evaluation.json"
-        cards_dir = model_dir.parent
+        _check_writable(registry.user_registry_path().parent)
     state_dir = Path(run_dir) / f"evaluation-{name}.state"
 
     with distributed.joined(devices.placement(device)) as group:
@@ -128,9 +152,6 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
             if clean_n_examples is not None and clean_n_examples != result.evaluation.n_examples:
                 clean = clean_accuracy(str(source_dir), config["dataset"], data_dir, clean_n_examples, batch_size, device)
 
-            with staged_dir(model_dir, overwrite=overwrite) as tmp:
-                for fname in (WEIGHTS_NAME, CONFIG_NAME):
-                    shutil.copy2(source_dir / fname, tmp / fname)
             training = config.get("training", {})
             entry = registry.Entry(
                 name=name, dataset=config["dataset"], threat_model=threat_model, eps=result.evaluation.eps_text,
@@ -142,15 +163,25 @@ def register_run(run_dir: str | Path, name: str, *, builtin: bool = False, which
                           "attack": f"AutoAttack {version}" + (f" ({','.join(attacks)})" if attacks else "")
                           + (f", {n_iter} iterations" if n_iter else ""),
                           "by": "SCORE Zoo harness", **({"data": data_note} if data_note else {})},
-                recipe=_recipe(training), sha256=sha256_file(model_dir / WEIGHTS_NAME),
+                recipe=_recipe(training), sha256=sha256_file(source_dir / WEIGHTS_NAME),
                 local_dir=f"bundled/{name}" if builtin else str(model_dir),
                 description=description or f"{training.get('objective', 'SCORE').upper()}-trained {config['architecture']} "
                                            f"on {config['dataset']} ({threat_model} {result.evaluation.eps_text}), "
                                            "trained with score-train.",
                 evaluations=[f"evaluations/{result_path.name}" if builtin else str(result_path)],
                 baselines=list(baselines), studies=list(studies), builtin=builtin)
-            entry_path = registry.save_entry(entry)
-            card_path = write_card(entry, cards_dir)
+            card_path = None
+            try:
+                with staged_dir(model_dir, overwrite=overwrite) as tmp:
+                    for fname in (WEIGHTS_NAME, CONFIG_NAME):
+                        shutil.copy2(source_dir / fname, tmp / fname)
+                card_path = write_card(entry)
+                entry_path = registry.save_entry(entry)  # last: the entry exists only with what it points at
+            except BaseException:
+                shutil.rmtree(model_dir, ignore_errors=True)
+                if card_path is not None:
+                    card_path.unlink(missing_ok=True)
+                raise
             registration = Registration(entry, entry_path, model_dir, result_path, card_path)
         group.barrier()  # the other processes wait while rank 0 writes
     return registration

@@ -10,13 +10,13 @@ from typing import Any
 import torch
 
 from zoo.errors import CheckpointError, ConfigError
-from zoo.fileio import atomic_path, read_json
+from zoo.fileio import atomic_file, read_json
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, nested dicts/lists) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_file(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -13,8 +13,10 @@ Run directory layout::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import numbers
 import platform
 import sys
 import time
@@ -32,6 +34,7 @@ from zoo import devices, distributed
 from zoo.datasets_meta import NUM_CLASSES
 from zoo.errors import ConfigError, ScoreZooError
 from zoo.fileio import atomic_write_json, read_json
+from zoo.locking import output_lock
 from zoo.model_dir import make_config as make_model_config
 from zoo.model_dir import save_model_dir
 
@@ -47,6 +50,7 @@ from .precision import autocast, memory_format, use_bf16
 from .randomness import rng_state, set_rng_state, step_generator
 from .run_state import check_same_config, load_checkpoint, save_checkpoint
 from .schedule import build_optimizer, build_scheduler
+from .tracking import RunLogger, resolve_log_dir
 from .validation import epoch_accuracies, load_test_split
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -59,31 +63,46 @@ class TrainingDivergedError(ScoreZooError):
 
 
 def train(config: TrainConfig | dict, out_dir: str | Path, resume: bool = False, data: TrainData | None = None,
-          device: str | None = None, stop_after_steps: int | None = None, progress: bool = True) -> Path:
+          device: str | None = None, stop_after_steps: int | None = None, progress: bool = True,
+          log_dir: str | Path | None = None, wandb_project: str | None = None) -> Path:
     """Train a model as ``config`` says; write the run into ``out_dir``; return ``out_dir``.
 
-    ``resume`` continues from ``out_dir/checkpoint.pt`` (the config must match).
+    ``resume`` continues from ``out_dir/checkpoint.pt`` (the config must match);
+    a second run on the same ``out_dir`` is refused while this one runs.
     ``data`` supplies the images directly (else they are loaded from the
     config's data_dir). ``stop_after_steps`` ends the launch after that many
     optimiser steps in total, with a checkpoint, as a time-limited job would.
+    ``log_dir`` is the TensorBoard folder (default: RUN_DIR/tensorboard where
+    tensorboard is installed; "off": none), ``wandb_project`` also logs to W&B.
     Under torchrun every process calls this; only rank 0 writes files.
     """
     cfg = config if isinstance(config, TrainConfig) else make_config(config)
+    if stop_after_steps is not None and (isinstance(stop_after_steps, bool)
+                                         or not isinstance(stop_after_steps, numbers.Integral) or stop_after_steps < 1):
+        raise ConfigError(f"--stop-after-steps must be a whole number of at least 1, not {stop_after_steps!r}")
     run_dir = Path(out_dir)
     where = devices.placement(device)  # decided without starting CUDA, so determinism can still set cuBLAS up
-    with deterministic_training(cfg.deterministic, where.is_cuda) as determinism, distributed.joined(where) as group:
+    with deterministic_training(cfg.deterministic, where.is_cuda) as determinism, distributed.joined(where) as group, \
+            (output_lock(run_dir, "training run", directory=True) if group.is_main else contextlib.nullcontext()):
         ckpt = _prepare_run_dir(run_dir, cfg, resume)
         group.barrier()  # every rank has checked the run directory before rank 0 writes into it
         run = _Run(_launch_config(cfg, run_dir, resume, group.world_size), run_dir, group, data, ckpt,
                    stop_after_steps, progress)
         run.write_run_info(determinism)
-        while run.epoch < run.cfg.epochs:
-            if not run.train_epoch():
-                return run_dir  # stopped inside the epoch (checkpoint written)
-            run.end_epoch()
-            if run.stopping and run.epoch < run.cfg.epochs:
-                return run_dir  # stopped at the epoch's end
-        run.finish()
+        if group.is_main:
+            run.logger = RunLogger(resolve_log_dir(log_dir, run_dir), wandb_project, run.cfg.to_dict(), run_dir,
+                                   run.global_step)
+        try:
+            while run.epoch < run.cfg.epochs:
+                if not run.train_epoch():
+                    return run_dir  # stopped inside the epoch (checkpoint written)
+                run.end_epoch()
+                if run.stopping and run.epoch < run.cfg.epochs:
+                    return run_dir  # stopped at the epoch's end
+            run.finish()
+        finally:
+            if run.logger is not None:
+                run.logger.close()
     return run_dir
 
 
@@ -100,6 +119,9 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict | No
     exists = run_dir.exists() and any(run_dir.iterdir())
     if exists and not resume:
         raise ConfigError(f"run directory {run_dir} already exists; pass --resume to continue it, or choose a new --out")
+    if not exists and resume:
+        raise ConfigError(f"cannot resume {run_dir}: there is no run there; check the path, or leave out --resume "
+                          "to start a new run")
     if not exists:
         return None
     if not config_path.is_file():
@@ -147,6 +169,7 @@ class _Run:
         self.resumed_lr = None  # (lr, momentum) at the start of the epoch a mid-epoch checkpoint resumes into
         self.epoch_lr = self.epoch_momentum = None  # (lr, momentum) at the start of the current epoch
         self.epoch_start = 0.0
+        self.logger: RunLogger | None = None  # rank 0's TensorBoard / W&B writers
         if ckpt is not None:
             self._resume(ckpt)
         # the very first step initialises BatchNorm's running statistics (momentum 1.0 for all its forwards)
@@ -202,8 +225,9 @@ class _Run:
             "determinism": determinism, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resumed_from_step": self.global_step, "train_images": len(data.real_x),
             "steps_per_epoch": self.plan.steps_per_epoch,
-            "generated_images": 0 if data.gen_x is None else len(data.gen_x), "holdout_images": len(data.holdout_x),
-            "test_images": 0 if test is None else len(test[1])})
+            "generated_images": 0 if data.generated is None else len(data.generated),
+            "generated_data": [] if data.generated is None else data.generated.provenance(),
+            "holdout_images": len(data.holdout_x), "test_images": 0 if test is None else len(test[1])})
         truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
 
     def save_checkpoint(self, next_epoch: int, next_step: int) -> None:
@@ -259,6 +283,7 @@ class _Run:
     def _step(self, step: int) -> None:
         """One optimiser step on batch ``step``; the weight average follows and ``stats`` adds the batch's totals."""
         cfg = self.cfg
+        started = time.perf_counter()
         x, y, attack_gen = self._inputs(step)
         out = adversarial_step(self.model, self.raw, x, y, cfg, self.num_classes, self.amp, attack_gen)
         totals = batch_totals(out.loss, out.logits_clean, out.logits_adv, y)
@@ -283,6 +308,9 @@ class _Run:
         if self.ema is not None:
             self.ema.update(self.raw, self.global_step)
         self.stats.add(totals)
+        if self.logger is not None:
+            self.logger.step(self.global_step, totals[0].item() / totals[3].item(), self.optimizer.param_groups[0]["lr"],
+                             totals[3].item() / (time.perf_counter() - started))
 
     def end_epoch(self) -> None:
         """BatchNorm buffers of the average from the live model, evaluation, selection, metrics, then a checkpoint."""
@@ -298,6 +326,8 @@ class _Run:
             append_metrics(self.run_dir / "metrics.jsonl", record)
             plot_metrics(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "curves.png")
             print(epoch_line(record, self.cfg.epochs), file=sys.stderr)
+            if self.logger is not None:
+                self.logger.epoch({**record, "images_per_second": self.stats.n / max(record["epoch_seconds"], 1e-9)})
         self.epoch, self.start_step, self.stats = self.epoch + 1, 0, EpochStats()
         self.save_checkpoint(self.epoch, 0)
 

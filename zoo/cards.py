@@ -18,11 +18,11 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from .datasets_meta import NUM_CLASSES, TEST_SIZE
 from .eligibility import backing_evaluation, data_problem
-from .errors import ConfigError
-from .evaluations import attack_settings, entry_evaluations, provenance
+from .evaluations import dataset_of, entry_evaluations
 from .fileio import atomic_write_text
-from .registry import BUILTIN_DIR, Entry
-from .robustbench.models import robustbench_timm_name
+from .registry import BUILTIN_DIR, Entry, user_models_dir
+from .results import EvaluationResult, as_float
+from .architectures.robustbench import robustbench_timm_name
 
 CARDS_DIR_NAME = "model_cards"
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN"}
@@ -45,36 +45,29 @@ def mirror_of(entry: Entry) -> dict:
 
 
 def _float(value) -> float | None:
-    try:
-        return round(float(value), 2)
-    except (TypeError, ValueError):
-        return None
+    number = as_float(value)
+    return None if number is None else round(number, 2)
 
 
-def summarize_evaluation(result: dict, entry: Entry) -> dict:
-    """The figures of one result a card shows, with defaults for missing provenance."""
-    ev = provenance(result)
-    dataset = result.get("dataset") or ev.get("dataset") or entry.dataset
-    if dataset != entry.dataset:
-        raise ConfigError(f"an evaluation on {dataset} cannot go into the card of '{entry.name}' ({entry.dataset})")
-    settings = attack_settings(ev)
-    after = ev.get("robust_accuracy_after") or ev.get("robust_acc_after_each") or {}
+def summarize_evaluation(result: EvaluationResult, entry: Entry) -> dict:
+    """The figures of one result a card shows."""
+    ev = result.evaluation
     return {
-        "clean": _float(result.get("clean_acc")),
-        "robust": _float(result.get("autoattack_acc")),
-        "dataset": dataset,
-        "threat_model": ev.get("threat_model") or entry.threat_model,
-        "eps": ev.get("eps_text") or result.get("eps") or entry.eps,
-        "n_examples": ev.get("n_examples"),
-        "version": settings["version"] or "standard",
-        "attacks": settings["attacks"],
-        "after": {k: _float(v) for k, v in after.items()} if isinstance(after, dict) else {},
-        "seed": ev.get("seed"),
-        "device": ev.get("device"),
-        "versions": ev.get("versions") or {},
-        "weights_sha256": ev.get("weights_sha256"),
-        "started_at": ev.get("started_at"),
-        "data_problem": data_problem(ev),
+        "clean": _float(result.model_info.clean_acc),
+        "robust": _float(result.model_info.autoattack_acc),
+        "dataset": dataset_of(result, entry),
+        "threat_model": ev.threat_model,
+        "eps": ev.eps_text,
+        "n_examples": ev.n_examples,
+        "version": ev.autoattack["version"],
+        "attacks": ev.autoattack["attacks"],
+        "after": {k: _float(v) for k, v in ev.robust_accuracy_after.items()},
+        "seed": ev.seed,
+        "device": ev.device,
+        "versions": ev.versions,
+        "weights_sha256": ev.weights_sha256,
+        "started_at": ev.started_at,
+        "data_problem": data_problem(ev.data),
     }
 
 
@@ -94,7 +87,7 @@ def test_data(entry: Entry, n: int | None, data_problem: str | None) -> tuple[st
     return f"{name} (unofficial test copy)", f"unofficial-test-copy{prefix}"
 
 
-def eval_results(entry: Entry, evaluations: list[dict]) -> list[EvalResult]:
+def eval_results(entry: Entry, evaluations: list[EvaluationResult]) -> list[EvalResult]:
     """model-index results: the reported figures, then each zoo evaluation (clean + AutoAttack).
 
     Each figure carries the number of images it was measured on and, for data
@@ -127,7 +120,7 @@ def eval_results(entry: Entry, evaluations: list[dict]) -> list[EvalResult]:
     results = pair(_float(rep.get("clean_acc")), _float(rep.get("autoattack_acc")), entry.threat_model, entry.eps,
                    rep.get("attack", "AutoAttack standard"), rep.get("n_examples"),
                    rep.get("clean_n_examples") or rep.get("n_examples"),
-                   data_problem(backing) if backing else None, by, url)
+                   data_problem(backing.data) if backing else None, by, url)
     for result in evaluations:
         s = summarize_evaluation(result, entry)
         results += pair(s["clean"], s["robust"], s["threat_model"], s["eps"], f"AutoAttack {s['version']}",
@@ -138,7 +131,7 @@ def eval_results(entry: Entry, evaluations: list[dict]) -> list[EvalResult]:
     return list(unique.values())
 
 
-def card_data(entry: Entry, evaluations: list[dict]) -> ModelCardData:
+def card_data(entry: Entry, evaluations: list[EvaluationResult]) -> ModelCardData:
     """The Hub metadata (YAML front matter) of an entry's card."""
     tags = ["adversarial-robustness", "robustbench", "image-classification", "score", "safetensors",
             "score-zoo", entry.dataset, f"{entry.threat_model.lower()}-robustness", entry.architecture]
@@ -258,7 +251,7 @@ def _mirror_section(entry: Entry) -> list[str]:
     lines.append("- License: RobustBench records none; the authors' terms apply (see the paper's code release).")
     check = mirror.get("clean_check")
     if check:
-        data = data_problem(check) or f"the official test files ({check['data']['source']})"
+        data = data_problem(check["data"]) or f"the official test files ({check['data']['source']})"
         verdict = "consistent with" if check["consistent"] else "NOT consistent with"
         lines += ["", "Clean accuracy re-measured while mirroring: "
                   f"{check['correct']}/{check['n_examples']} = {check['clean_acc']:.2f}% on the first "
@@ -279,13 +272,13 @@ def _test_name(entry: Entry, problem: str | None) -> str:
     return f"{name} test" if problem is None else f"{name} test copy (unofficial)"
 
 
-def _results_section(entry: Entry, evaluations: list[dict]) -> list[str]:
+def _results_section(entry: Entry, evaluations: list[EvaluationResult]) -> list[str]:
     rep = entry.reported
     backing = backing_evaluation(entry, evaluations)
     lines = ["## Results", "",
              "| source | dataset | threat model | examples (clean / AA) | clean (%) | AutoAttack (%) |",
              "|---|---|---|---|---|---|",
-             f"| {rep.get('by', 'reported')} | {_test_name(entry, data_problem(backing) if backing else None)} | "
+             f"| {rep.get('by', 'reported')} | {_test_name(entry, data_problem(backing.data) if backing else None)} | "
              f"{entry.threat_model} {entry.eps}".rstrip() + f" | {_examples(rep)} | {_acc(rep.get('clean_acc'))} | "
              f"{_acc(rep.get('autoattack_acc'))} |"]
     for result in evaluations:
@@ -338,7 +331,7 @@ def _study_section(entry: Entry) -> list[str]:
     return lines
 
 
-def render_body(entry: Entry, evaluations: list[dict]) -> str:
+def render_body(entry: Entry, evaluations: list[EvaluationResult]) -> str:
     """The Markdown body of the card."""
     ds = DATASET_NAMES.get(entry.dataset, entry.dataset)
     src = entry.source
@@ -398,33 +391,37 @@ def render_body(entry: Entry, evaluations: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render_card(entry: Entry, evaluations: list[dict] | None = None) -> str:
+def render_card(entry: Entry, evaluations: list[EvaluationResult] | None = None) -> str:
     """The full card (YAML front matter + body) for ``entry``; evaluations default to the entry's."""
     evaluations = entry_evaluations(entry) if evaluations is None else evaluations
     return f"---\n{card_data(entry, evaluations).to_yaml()}\n---\n\n{render_body(entry, evaluations)}"
 
 
-def default_cards_dir() -> Path:
-    """The repository's ``model_cards/`` (beside the ``zoo`` package) in a source checkout; once installed
-    (no pyproject.toml beside the package), ``model_cards/`` in the current directory, never site-packages."""
+def default_cards_dir(entry: Entry | None = None) -> Path:
+    """Where the card of ``entry`` goes: a user entry's beside the user's models (``user_models_dir()``); a
+    built-in one's in the repository's ``model_cards/`` (beside the ``zoo`` package) in a source checkout, once
+    installed (no pyproject.toml beside the package) in ``model_cards/`` in the current directory, never
+    site-packages."""
+    if entry is not None and not entry.builtin:
+        return user_models_dir()
     checkout = Path(__file__).resolve().parent.parent
     return (checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()) / CARDS_DIR_NAME
 
 
 def stale_cards(entries: list[Entry], out_dir: str | os.PathLike | None = None,
-                extra: list[dict] | None = None) -> list[str]:
+                extra: list[EvaluationResult] | None = None) -> list[str]:
     """The names of the entries whose card file in ``out_dir`` is missing or differs from a fresh rendering."""
-    folder = Path(out_dir) if out_dir else default_cards_dir()
     stale = []
     for entry in entries:
+        folder = Path(out_dir) if out_dir else default_cards_dir(entry)
         path = folder / f"{entry.name}.md"
         if not path.is_file() or path.read_text(encoding="utf-8") != render_card(entry, entry_evaluations(entry) + list(extra or [])):
             stale.append(entry.name)
     return stale
 
 
-def write_card(entry: Entry, out_dir: str | os.PathLike | None = None, evaluations: list[dict] | None = None) -> Path:
+def write_card(entry: Entry, out_dir: str | os.PathLike | None = None, evaluations: list[EvaluationResult] | None = None) -> Path:
     """Write ``{out_dir}/{name}.md`` atomically; return its path."""
-    path = Path(out_dir or default_cards_dir()) / f"{entry.name}.md"
+    path = Path(out_dir or default_cards_dir(entry)) / f"{entry.name}.md"
     atomic_write_text(path, render_card(entry, evaluations))
     return path

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .architectures import create_model
-from .datasets_meta import NUM_CLASSES, check_dataset
+from .datasets_meta import NUM_CLASSES, check_dataset, check_threat_model
 from .errors import CheckpointError
 from .model_dir import load_state_dict_strict, load_weights, make_config, save_model_dir
 
@@ -100,6 +100,8 @@ def import_checkpoint(checkpoint: str | os.PathLike, arch: str, num_classes: int
     """
     if Path(out_dir).exists() and not overwrite:
         raise CheckpointError(f"{out_dir} already exists; choose another --out or remove it")
+    if threat_model is not None:
+        threat_model = check_threat_model(threat_model)
     state_dict = read_checkpoint(checkpoint)
     model = create_model(arch, num_classes=num_classes, dataset=dataset)
     load_state_dict_strict(model, state_dict, str(checkpoint))

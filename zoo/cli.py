@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import registry
-from .cli_support import ErrorHandlingGroup, echo_json
+from .cli_support import ErrorHandlingGroup, echo_json, verbose_option
 
 
 @click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,6 +113,7 @@ def import_cmd(checkpoint, arch, num_classes, dataset, threat_model, eps, out_di
 @click.option("--revision", default=None, help="Hub revision (branch, tag or commit); default: the entry's pinned one.")
 @click.option("--device", default="cpu", show_default=True, help="Device to load the model on: cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@verbose_option
 def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
     """Download (or find in the cache), verify and load a model; print where it is.
 
@@ -120,7 +121,8 @@ def load_cmd(name: str, revision: str | None, device: str, as_json: bool):
     revision, sha256-checked), else the original checkpoint imported once from
     the authors' server or, when that fails, RobustBench's Google Drive copy.
     Set HF_HUB_OFFLINE=1 to use only the local cache; HF_ENDPOINT, HF_HOME and
-    HF_TOKEN are honoured as by huggingface_hub.
+    HF_TOKEN are honoured as by huggingface_hub. An error is one line; --verbose
+    adds what each source said and how a maintainer publishes the entry.
 
     \b
     Example:
@@ -244,7 +246,7 @@ def mirror_cmd(names, all_models, dataset, threat_model, repo_id, org, entry_nam
     from .errors import ConfigError
     from .robustbench.mirror import (MirrorOptions, board_names, clean_check_plugin, mirror_many, mirror_model,
                                      require_robustbench)
-    from .robustbench.model_info import find_model_info_dir
+    from .model_info import find_model_info_dir
 
     if bool(names) == all_models:
         raise click.UsageError("give one or more NAMEs or --all")
@@ -303,7 +305,8 @@ def study_cmd(out, names, description, data_note, evaluations_dir):
 @click.option("--eval", "eval_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="Extra evaluation result JSON to include (repeatable).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for NAME.md (default: the repository's model_cards/; ./model_cards when installed).")
+              help="Folder for NAME.md (default: a user entry's in the models/ folder beside the user registry, "
+                   "a built-in one's in the repository's model_cards/, ./model_cards when installed).")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the card instead of writing it.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a card file differs from its entry.")
 def card_cmd(name, all_entries, eval_files, out_dir, to_stdout, check):
@@ -317,16 +320,18 @@ def card_cmd(name, all_entries, eval_files, out_dir, to_stdout, check):
     """
     from .cards import default_cards_dir, render_card, stale_cards, write_card
     from .errors import ConfigError
-    from .evaluations import entry_evaluations, read_evaluation
+    from .evaluations import check_same_weights, entry_evaluations, read_evaluation
 
     if bool(name) == all_entries:
         raise click.UsageError("give either NAME or --all")
     entries = [e for e in registry.list_entries() if e.builtin] if all_entries else [registry.get_entry(name)]
     extra = [read_evaluation(f) for f in eval_files]
+    for entry in entries:
+        check_same_weights(extra, entry.sha256, f"entry '{entry.name}'", list(eval_files))
     if check:
         stale = stale_cards(entries, out_dir, extra)
         if stale:
-            raise ConfigError(f"stale or missing model card(s) in {out_dir or default_cards_dir()}: {', '.join(stale)}; "
+            raise ConfigError(f"stale or missing model card(s) in {out_dir or default_cards_dir(entries[0])}: {', '.join(stale)}; "
                               "run 'score-zoo card --all'")
         return
     for entry in entries:

@@ -8,8 +8,20 @@ import click
 
 from .errors import ScoreZooError
 
-# Errors a user can cause: printed as one line with exit code 1.
-USER_ERRORS = (ScoreZooError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+# Errors a user can cause: printed as one line with exit code 1. OSError covers what the file system refuses
+# (permissions, a read-only folder, a full disk) wherever it is not a WriteError already.
+USER_ERRORS = (ScoreZooError, OSError)
+
+
+def error_line(error: Exception) -> str:
+    """The one line a CLI prints for a user error."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        cause = error.strerror[:1].lower() + error.strerror[1:]
+        text = f"{where}{cause}; check the path, its permissions and the free space"
+    else:
+        text = str(error)
+    return " ".join(text.split()) or type(error).__name__
 
 
 class ErrorHandlingGroup(click.Group):
@@ -30,13 +42,26 @@ class ErrorHandlingGroup(click.Group):
         except USER_ERRORS as e:
             if ctx.meta.get("score_zoo.debug"):
                 raise
-            click.echo(f"Error: {' '.join(str(e).split()) or type(e).__name__}", err=True)
+            click.echo(f"Error: {error_line(e)}", err=True)
+            if getattr(e, "details", None) and ctx.meta.get("score_zoo.verbose"):
+                click.echo(e.details, err=True)
             ctx.exit(1)
 
 
 def _remember_debug(ctx: click.Context, param, value):
     ctx.meta["score_zoo.debug"] = bool(value)
     return value
+
+
+def _remember_verbose(ctx: click.Context, param, value):
+    ctx.meta["score_zoo.verbose"] = bool(value)
+    return value
+
+
+def verbose_option(command):
+    """``--verbose``: on an error, print its details (what each source said, what to do) after its one line."""
+    return click.option("--verbose", is_flag=True, expose_value=False, callback=_remember_verbose,
+                        help="On an error, also print its details after the one-line message.")(command)
 
 
 def echo_json(obj) -> None:

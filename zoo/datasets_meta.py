@@ -1,10 +1,13 @@
-"""Facts about the supported datasets that models and data loaders share."""
+"""Facts about the supported datasets and threat models that models, data loaders and the harness share."""
 
 from __future__ import annotations
 
 from .errors import UnknownNameError, close_matches_hint
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10}
+
+# The Lp threat models the harness evaluates (RobustBench's leaderboards add "corruptions").
+THREAT_MODELS = ("Linf", "L2", "L1")
 
 # Size of the official test split (a leaderboard evaluation uses all of it).
 TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032}
@@ -44,3 +47,12 @@ def check_dataset(name: str) -> str:
             f"unknown dataset '{name}'; choose one of {', '.join(NUM_CLASSES)}.{close_matches_hint(key, NUM_CLASSES)}"
         )
     return key
+
+
+def check_threat_model(name: str, allowed: tuple[str, ...] = THREAT_MODELS) -> str:
+    """Return the canonical threat-model name among ``allowed`` (``linf`` -> ``Linf``) or raise ``UnknownNameError``."""
+    canon = {t.lower(): t for t in allowed}
+    if not isinstance(name, str) or name.lower() not in canon:
+        raise UnknownNameError(f"unknown threat model '{name}'; choose one of {', '.join(allowed)}."
+                               + close_matches_hint(str(name), allowed))
+    return canon[name.lower()]

@@ -7,7 +7,15 @@ what to do. The CLIs print that line and exit 1.
 
 
 class ScoreZooError(Exception):
-    """Base class of every user-facing error in SCORE Zoo."""
+    """Base class of every user-facing error in SCORE Zoo.
+
+    ``details`` (optional, any number of lines) is what the one-line message
+    leaves out; a CLI shows it with ``--verbose``.
+    """
+
+    def __init__(self, *args, details: str | None = None):
+        super().__init__(*args)
+        self.details = details
 
 
 class UnknownNameError(ScoreZooError, KeyError):
@@ -31,6 +39,10 @@ class DataError(ScoreZooError):
 
 class ConfigError(ScoreZooError):
     """An invalid option, config file, registry entry or state directory."""
+
+
+class WriteError(ScoreZooError):
+    """A file or folder that cannot be written: permissions, a read-only file system, a full disk."""
 
 
 class HubError(ScoreZooError):

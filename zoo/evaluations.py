@@ -1,8 +1,9 @@
-"""score-harness result files as zoo reads them: RobustBench's model_info keys plus an ``evaluation`` object.
+"""The evaluations an entry lists, read with the one result reader (``zoo.results``).
 
-zoo does not import harness, which writes these files; this module is the one
-place zoo reads them (cards, eligibility, studies, publishing), as plain data
-with missing provenance tolerated: a RobustBench model_info file has none.
+zoo does not import harness, which writes result files; cards, eligibility,
+studies, publishing and the harness itself all read them through
+``zoo.results.EvaluationResult``. This module finds an entry's evaluations and
+checks that an evaluation belongs to the weights it is attached to.
 """
 
 from __future__ import annotations
@@ -10,20 +11,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConfigError
-from .fileio import read_json
+from .errors import ConfigError, IntegrityError
 from .registry import BUILTIN_DIR, Entry
+from .results import EvaluationResult
 
 # Two results report the same accuracy when they agree to this (the files hold two decimals).
 SAME_ACCURACY = 0.005
 
 
-def read_evaluation(path: str | os.PathLike) -> dict:
-    """Read one evaluation result JSON as plain data."""
-    data = read_json(path, "evaluation file")
-    if not isinstance(data, dict) or "clean_acc" not in data or "autoattack_acc" not in data:
-        raise ConfigError(f"{path} is not an evaluation result (it lacks clean_acc / autoattack_acc)")
-    return data
+def read_evaluation(path: str | os.PathLike) -> EvaluationResult:
+    """Read one score-harness result file."""
+    return EvaluationResult.from_json(path)
 
 
 def _path(item: str) -> Path:
@@ -35,28 +33,36 @@ def evaluation_paths(entry: Entry) -> list[Path]:
     return [_path(item) for item in entry.evaluations if not isinstance(item, dict)]
 
 
-def entry_evaluations(entry: Entry) -> list[dict]:
-    """The evaluation results an entry lists: embedded dicts, or JSON paths (relative to zoo/entries/)."""
-    return [item if isinstance(item, dict) else read_evaluation(_path(item)) for item in entry.evaluations]
+def entry_evaluations(entry: Entry) -> list[EvaluationResult]:
+    """The evaluation results an entry lists: embedded result dicts, or JSON paths (relative to zoo/entries/)."""
+    return [EvaluationResult.from_dict(item, f"an evaluation embedded in entry '{entry.name}'")
+            if isinstance(item, dict) else read_evaluation(_path(item)) for item in entry.evaluations]
 
 
-def provenance(result: dict) -> dict:
-    """A result's ``evaluation`` object ({} when it has none)."""
-    ev = result.get("evaluation")
-    return ev if isinstance(ev, dict) else {}
+def check_same_weights(results: list[EvaluationResult], sha256: str | None, what: str,
+                       names: list[str] | None = None) -> None:
+    """Refuse an evaluation of other weights than ``sha256`` (the weights of ``what``)."""
+    if not sha256:
+        return
+    for i, result in enumerate(results):
+        measured = result.evaluation.weights_sha256
+        if measured != sha256:
+            name = names[i] if names else f"evaluation {i + 1}"
+            raise IntegrityError(f"{name} evaluated weights with sha256 {measured} but {what} has weights sha256 "
+                                 f"{sha256}; attach only evaluations of these weights")
 
 
-def attack_settings(evaluation: dict) -> dict:
-    """AutoAttack's settings of an ``evaluation`` object: version, attacks and n_iter (older files kept them flat)."""
-    aa = evaluation.get("autoattack") if isinstance(evaluation.get("autoattack"), dict) else {}
-    return {"version": aa.get("version") or evaluation.get("version"),
-            "attacks": aa.get("attacks") or evaluation.get("attacks") or [],
-            "n_iter": aa.get("n_iter")}
-
-
-def reports_same_robust_accuracy(result: dict, entry: Entry) -> bool:
+def reports_same_robust_accuracy(result: EvaluationResult, entry: Entry) -> bool:
     """Whether ``result``'s AutoAttack accuracy is the one the entry reports."""
     try:
-        return abs(float(result["autoattack_acc"]) - float(entry.reported["autoattack_acc"])) < SAME_ACCURACY
+        return abs(float(result.model_info.autoattack_acc) - float(entry.reported["autoattack_acc"])) < SAME_ACCURACY
     except (KeyError, TypeError, ValueError):
         return False
+
+
+def dataset_of(result: EvaluationResult, entry: Entry) -> str:
+    """The result's dataset, refused when it is not the entry's."""
+    dataset = result.evaluation.dataset
+    if dataset != entry.dataset:
+        raise ConfigError(f"an evaluation on {dataset} cannot go into the card of '{entry.name}' ({entry.dataset})")
+    return dataset

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
+
+from .errors import ConfigError, WriteError
 
 
 def cache_dir(name: str) -> Path:
@@ -29,29 +32,58 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_files(paths: list[str | os.PathLike]) -> str:
+    """The sha256 of one file; of several (an ensemble's members), the sha256 of their hex digests in order."""
+    digests = [sha256_file(p) for p in paths]
+    return digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
+    """The one-line ``WriteError`` of an OSError met while writing ``path``: what failed and what to do."""
+    cause = error.strerror or str(error)
+    hint = "free some space and run it again" if error.errno == errno.ENOSPC else "choose a writable location"
+    return WriteError(f"cannot write {path}: {cause[:1].lower()}{cause[1:]}; {hint}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched;
+    an OSError (permissions, read-only file system, full disk) becomes a
+    ``WriteError`` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as e:
+        raise write_error(path, e) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` when it is complete (as :func:`atomic_path`).
+
+    Libraries that write through a Python file object report a full disk as
+    the OSError it is (``torch.save`` to a path says "unexpected pos").
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
 def read_json(path: str | os.PathLike, what: str = "file"):
     """Parse a JSON file; a missing or malformed one is a ``ConfigError`` naming it."""
-    from .errors import ConfigError
-
     path = Path(path)
     try:
         return json.loads(path.read_text())
@@ -69,8 +101,8 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -92,14 +124,17 @@ def staged_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     half-written folder. With ``overwrite`` an existing ``final`` is replaced.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+    except OSError as e:
+        raise write_error(final, e) from None
     tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         if final.exists():
             if not overwrite:
-                raise FileExistsError(f"{final} already exists")
+                raise ConfigError(f"{final} already exists; choose another folder or let it be replaced")
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
@@ -107,5 +142,7 @@ def staged_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+    except OSError as e:
+        raise write_error(final, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,12 +12,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from .devices import resolve_device
 from .errors import CheckpointError, ConfigError
-from .fileio import atomic_path, atomic_write_json, read_json, sha256_file, staged_dir
-from .robustbench.models import model_for_config
+from .fileio import atomic_write_bytes, atomic_write_json, read_json, sha256_file, staged_dir
+from .architectures.robustbench import model_for_config
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -40,8 +41,7 @@ def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> str:
     """Write a state dict as safetensors atomically; return its sha256."""
-    with atomic_path(path) as tmp:
-        save_file(state_dict, str(tmp), metadata={"format": "pt"})
+    atomic_write_bytes(path, safetensors_bytes(state_dict, metadata={"format": "pt"}))
     return sha256_file(path)
 
 
@@ -118,7 +118,7 @@ def load_model_dir(model_dir: str | os.PathLike, device: str | torch.device = "c
     """Build the architecture from config.json, load the weights strictly, return it in eval mode on ``device``.
 
     A mirrored RobustBench model (config.json names it under ``robustbench``) is
-    built with RobustBench's own definition (``zoo.robustbench.models``).
+    built with RobustBench's own definition (``zoo.architectures.robustbench``).
     """
     device = resolve_device(device)  # a device this machine lacks is one clear error, before any work
     model_dir = Path(model_dir)

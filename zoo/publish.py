@@ -22,11 +22,12 @@ from huggingface_hub import errors as hf_errors
 from .architectures import canonical_architecture
 from .cards import render_card
 from .errors import ConfigError, HubError, IntegrityError
-from .evaluations import entry_evaluations, provenance, read_evaluation
+from .evaluations import check_same_weights, entry_evaluations, read_evaluation
 from .loading import resolve_model_dir
 from .fileio import atomic_write_json, sha256_file
-from .model_dir import CONFIG_NAME, WEIGHTS_NAME, read_config
-from .registry import Entry, get_entry, save_entry
+from .model_dir import CONFIG_NAME, WEIGHTS_NAME, check_weights, read_config
+from .registry import Entry, check_name, get_entry, save_entry
+from .results import EvaluationResult
 from .sources.hub import TRANSPORT_ERRORS, hub_settings
 from .timm_models import timm_config
 
@@ -46,7 +47,7 @@ class PublishResult:
     entry_update: dict = field(default_factory=dict)
 
 
-def stage_publication(model_dir: str | os.PathLike, card: str, evaluations: list[dict], out: Path) -> list[str]:
+def stage_publication(model_dir: str | os.PathLike, card: str, evaluations: list[EvaluationResult], out: Path) -> list[str]:
     """Fill ``out`` with what a Hub repo of a zoo model holds; return the relative paths."""
     model_dir = Path(model_dir)
     config = read_config(model_dir)
@@ -58,20 +59,18 @@ def stage_publication(model_dir: str | os.PathLike, card: str, evaluations: list
     for i, evaluation in enumerate(evaluations):
         rel = f"{EVALUATIONS_FOLDER}/{evaluation_file_name(evaluation, i)}"
         (out / rel).parent.mkdir(exist_ok=True)
-        (out / rel).write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+        (out / rel).write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n", encoding="utf-8")
         files.append(rel)
     return files
 
 
-def evaluation_file_name(evaluation: dict, index: int) -> str:
+def evaluation_file_name(evaluation: EvaluationResult, index: int) -> str:
     """A stable file name for an evaluation JSON: ``{dataset}-{threat}-{n}.json``."""
-    ev = provenance(evaluation)
-    parts = [evaluation.get("dataset") or ev.get("dataset"), ev.get("threat_model"), ev.get("n_examples")]
-    stem = "-".join(str(p) for p in parts if p not in (None, "")) or "evaluation"
-    return f"{index:02d}-{stem.lower()}.json"
+    ev = evaluation.evaluation
+    return f"{index:02d}-{ev.dataset}-{ev.threat_model}-{ev.n_examples}.json".lower()
 
 
-def publish(entry: Entry, model_dir: str | os.PathLike, repo_id: str, evaluations: list[dict] | None = None,
+def publish(entry: Entry, model_dir: str | os.PathLike, repo_id: str, evaluations: list[EvaluationResult] | None = None,
             private: bool = False, dry_run: bool = False, staging_dir: str | os.PathLike | None = None,
             commit_message: str | None = None) -> PublishResult:
     """Upload ``model_dir`` + model card + evaluation JSONs to ``repo_id`` in one commit.
@@ -84,10 +83,12 @@ def publish(entry: Entry, model_dir: str | os.PathLike, repo_id: str, evaluation
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise ConfigError(f"--repo-id must look like ORG/NAME, got '{repo_id}'")
     evaluations = list(evaluations or [])
-    digest = sha256_file(Path(model_dir) / WEIGHTS_NAME)
+    read_config(model_dir)  # a folder that is not a model directory is one line, before any work
+    digest = sha256_file(check_weights(Path(model_dir) / WEIGHTS_NAME))
     if entry.sha256 and entry.sha256 != digest:
         raise IntegrityError(f"{model_dir}/{WEIGHTS_NAME} has sha256 {digest} but entry '{entry.name}' pins "
                              f"{entry.sha256}; publish the weights the entry describes")
+    check_same_weights(evaluations, digest, f"{model_dir}/{WEIGHTS_NAME}")
     hub = {"repo_id": repo_id, "revision": None, "filename": WEIGHTS_NAME}
     card_entry = dataclasses.replace(entry, hub=hub, sha256=digest, published=True)
     staged = Path(staging_dir) if staging_dir else Path(tempfile.mkdtemp(prefix=f"score-zoo-publish-{entry.name}-"))
@@ -141,7 +142,7 @@ def entry_from_model_dir(model_dir: str | os.PathLike) -> Entry:
     if isinstance(eps, (int, float)):
         frac = Fraction(eps * 255).limit_denominator(1000)
         eps = f"{frac.numerator}/255" if frac.denominator == 1 else f"{eps:g}"
-    return Entry(name=model_dir.resolve().name, dataset=config["dataset"],
+    return Entry(name=check_name(model_dir.resolve().name), dataset=config["dataset"],
                  threat_model=config.get("threat_model") or "unspecified", eps=str(eps or "unspecified"),
                  architecture=canonical_architecture(config["architecture"]), num_classes=config["num_classes"],
                  description=f"{config['architecture']} trained on {config['dataset']}.", builtin=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from .fileio import atomic_write_json, read_json
 
 BUILTIN_DIR = Path(__file__).parent / "entries"
 REGISTRY_ENV = "SCORE_ZOO_REGISTRY"
+# An entry name is a file name (NAME.json, models/NAME) and a Hub repository name: the Hub's rule.
+_NAME = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,14 @@ def parse_eps(text: str | float) -> float:
         raise ConfigError(f"cannot parse eps '{text}'; write it like 8/255 or 0.5") from None
 
 
+def check_name(name) -> str:
+    """Return ``name`` if it may name an entry (built-in or user), else raise ``ConfigError`` saying the rule."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{name!r} is not a valid entry name: use letters, digits, '-', '_' and '.' (no '--' or "
+                          "'..'), starting and ending with a letter or digit, at most 96 characters, e.g. my-model")
+    return name
+
+
 _FIELDS = {f.name for f in dataclasses.fields(Entry)}
 
 
@@ -107,6 +118,10 @@ def entry_from_dict(data: dict, origin: str, builtin: bool) -> Entry:
     missing = [k for k in required if k not in data]
     if missing:
         raise ConfigError(f"{origin}: entry lacks field(s) {', '.join(missing)}")
+    try:
+        check_name(data["name"])
+    except ConfigError as e:
+        raise ConfigError(f"{origin}: {e}") from None
     return Entry(**{**data, "builtin": builtin})
 
 
@@ -148,6 +163,8 @@ def list_entries() -> list[Entry]:
 
 def get_entry(name: str) -> Entry:
     """Return the entry called ``name``; an unknown name lists close matches."""
+    if not isinstance(name, str):
+        raise ConfigError(f"an entry name is a string like 'cifar10-linf', not {type(name).__name__} {name!r}")
     entries = {e.name: e for e in list_entries()}
     if name not in entries:
         raise UnknownNameError(f"no zoo entry called '{name}'.{close_matches_hint(name, entries)} "
@@ -169,6 +186,7 @@ def save_entry(entry: Entry) -> Path:
     A built-in entry goes into the package's set (``zoo/entries/NAME.json``, for
     maintainers); a user entry into the user registry file (``add_user_entry``).
     """
+    check_name(entry.name)
     if not entry.builtin:
         return add_user_entry(entry)
     path = BUILTIN_DIR / f"{entry.name}.json"

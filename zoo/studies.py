@@ -11,13 +11,12 @@ the seeds they share; :func:`markdown` renders it for cards and the README.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from pathlib import Path
 
 from .errors import ConfigError
-from .evaluations import evaluation_paths, provenance, read_evaluation, reports_same_robust_accuracy
-from .fileio import atomic_write_json, read_json
+from .evaluations import evaluation_paths, read_evaluation, reports_same_robust_accuracy
+from .fileio import atomic_write_bytes, atomic_write_json, read_json
 from .model_dir import read_config
 from .registry import BUILTIN_DIR, get_entry
 
@@ -49,8 +48,26 @@ def study_row(name: str) -> dict:
         raise ConfigError(f"entry '{name}': reported AutoAttack accuracy differs from its evaluation JSON")
     return {"entry": name, "objective": recipe.get("objective", "score"), "seed": recipe.get("seed", 0),
             "clean_acc": float(entry.reported["clean_acc"]), "clean_n_examples": entry.reported["clean_n_examples"],
-            "autoattack_acc": float(evaluation["autoattack_acc"]), "n_examples": provenance(evaluation)["n_examples"],
+            "autoattack_acc": float(evaluation.model_info.autoattack_acc), "n_examples": evaluation.evaluation.n_examples,
             "holdout_robust_acc": float(training["holdout_robust_acc"]), "selected_epoch": training.get("epoch")}
+
+
+def check_runs(runs: list[dict]) -> None:
+    """Refuse a study whose runs cannot be summarised together: two runs of one objective with the same seed, or
+    figures measured on different numbers of images (one header names the image counts of all rows)."""
+    seen: dict[tuple, str] = {}
+    for r in runs:
+        key = (r["objective"], r["seed"])
+        if key in seen:
+            raise ConfigError(f"'{seen[key]}' and '{r['entry']}' are both {r['objective']} with seed {r['seed']}: a "
+                              "study counts seeds, so give one run per seed of each objective")
+        seen[key] = r["entry"]
+    for key, label in (("n_examples", "AutoAttack"), ("clean_n_examples", "clean")):
+        sizes = {r[key]: r["entry"] for r in runs}
+        if len(sizes) > 1:
+            shown = ", ".join(f"{n:,} in '{entry}'" for n, entry in sizes.items())
+            raise ConfigError(f"the runs' {label} figures are measured on different numbers of images ({shown}); "
+                              "register every run on the same images (--n-examples, --clean-n-examples)")
 
 
 def build_study(names: list[str], out: str | Path, description: str, data: str,
@@ -58,11 +75,11 @@ def build_study(names: list[str], out: str | Path, description: str, data: str,
     """Write the study of entries ``names`` to ``out``; with ``evaluations_dir`` copy each evaluation JSON there
     (so a package keeps every seed's evaluation) and point the rows at the copies."""
     rows = [study_row(n) for n in names]
+    check_runs(rows)
     if evaluations_dir is not None:
-        Path(evaluations_dir).mkdir(parents=True, exist_ok=True)
         for row in rows:
             target = Path(evaluations_dir) / f"{row['entry']}.json"
-            shutil.copy2(_evaluation_path(get_entry(row["entry"])), target)
+            atomic_write_bytes(target, _evaluation_path(get_entry(row["entry"])).read_bytes())
             row["evaluation"] = str(target.relative_to(BUILTIN_DIR)) if target.is_relative_to(BUILTIN_DIR) else str(target)
     study = {"description": description, "data": data, "runs": rows}
     atomic_write_json(Path(out), study)
@@ -81,7 +98,9 @@ def spread(mean: float, std: float | None, signed: bool = False) -> str:
 
 
 def summary(study: dict) -> dict:
-    """Per objective ``{metric: (mean, std, n)}`` and, for the first two objectives, the paired differences."""
+    """Per objective ``{metric: (mean, std, n)}`` and, for the first two objectives, the paired differences over
+    the seeds they share (none without a shared seed)."""
+    check_runs(study["runs"])
     objectives = list(dict.fromkeys(r["objective"] for r in study["runs"]))
     per: dict[str, dict] = {}
     for obj in objectives:
@@ -94,7 +113,8 @@ def summary(study: dict) -> dict:
         seeds = sorted(s for (o, s) in by_seed if o == a and (b, s) in by_seed)
         for m, _ in METRICS:
             diffs = [by_seed[a, s][m] - by_seed[b, s][m] for s in seeds]
-            out["paired"][m] = (*mean_std(diffs), len(diffs)) if diffs else None
+            if diffs:
+                out["paired"][m] = (*mean_std(diffs), len(diffs))
     return out
 
 
@@ -114,7 +134,7 @@ def markdown(study: dict) -> str:
                      + " | ".join(spread(*p[m][:2]) for m, _ in METRICS) + " |")
     if s["paired"]:
         a, b = s["objectives"][:2]
-        cells = [spread(*v[:2], signed=True) if v else "n/a" for v in (s["paired"][m] for m, _ in METRICS)]
-        n = next(v[2] for v in s["paired"].values() if v)
+        cells = [spread(*s["paired"][m][:2], signed=True) for m, _ in METRICS]
+        n = s["paired"]["clean_acc"][2]
         lines.append(f"| **{a} − {b}**, paired by seed (n={n}) | | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -39,7 +39,7 @@ from .datasets_meta import CLASS_NAMES, NUM_CLASSES
 from .errors import ConfigError, ScoreZooError
 from .model_dir import WEIGHTS_NAME, check_weights
 from .registry import Entry, builtin_entries, get_entry, list_entries
-from .robustbench.models import (is_robustbench_architecture, model_for_entry, robustbench_pretrained_cfg,
+from .architectures.robustbench import (is_robustbench_architecture, model_for_entry, robustbench_pretrained_cfg,
                                  robustbench_timm_id, robustbench_timm_name)
 from .timm_compat import ensure_timm_hub
 

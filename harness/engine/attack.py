@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from pyautoattack import AutoAttack, checks
 
+from ..extra_attacks import EXTRA_ATTACKS
 from .checks import EvaluationCheckError, check_adversarial, check_logits
 from .numerics import Numerics, placed
 from .stages import Task
@@ -177,9 +178,8 @@ def run_task(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, task: T
             eps, eps_text = settings.eps[j]
             where = f"chunk {task.chunk} of {attack}" + (f" at eps {eps_text}" if len(settings.eps) > 1 else "")
             if attack in settings.extra:
-                from ..beyond import run_extra
-
-                adv = run_extra(model, settings, eps, attack, x, y, device)
+                adv = EXTRA_ATTACKS[attack].run(model, x, y, eps, settings.threat_model, settings.n_iter,
+                                                settings.seed, device)
             else:
                 adv = run_attack(autoattack_for(model, settings, eps, attack, device), attack, x, y)
             check_adversarial(x, adv, eps, settings.threat_model, where)

@@ -42,8 +42,8 @@ class StagePlan:
     """The levels of one segment ``[start, stop)`` of the examples, with every example's status after each."""
 
     def __init__(self, start: int, stop: int, batch_size: int, n_levels: int):
-        if stop <= start:
-            raise ValueError(f"empty segment [{start}, {stop})")
+        if stop < start:
+            raise ValueError(f"negative segment [{start}, {stop})")
         self.segment, self.start, self.stop, self.batch_size = (start, stop), start, stop, batch_size
         self.n_levels = n_levels
         n = stop - start
@@ -57,6 +57,7 @@ class StagePlan:
         for lo in range(start, stop, batch_size):
             self._emit(0, tuple(range(lo, min(lo + batch_size, stop))))
         self._closed[0] = True
+        self._advance()  # an empty segment (a shard with no batch) is done at once
 
     def _emit(self, level: int, members: tuple[int, ...]) -> None:
         task = Task(self.segment, level, self._formed[level], members)

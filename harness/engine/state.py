@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from zoo.errors import ConfigError
-from zoo.fileio import atomic_path, atomic_write_json
+from zoo.fileio import atomic_file, atomic_write_json
 
 from .stages import Task
 
@@ -141,5 +141,5 @@ class StateDir:
 
     def save(self, task: Task, record: dict) -> None:
         """Write the record of a finished task atomically."""
-        with atomic_path(self.task_path(task)) as tmp:
-            torch.save(record, tmp)
+        with atomic_file(self.task_path(task)) as f:
+            torch.save(record, f)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.fileio import atomic_path
+from zoo.fileio import atomic_file
 
 X_RANGE = (-5, 8)
 TRUTH_COLOR = (0, 139 / 255, 139 / 255)
@@ -45,8 +45,8 @@ def _curves_panel(ax, curves: dict, measure_distance: str) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100)
 
 
 def write_figures(out: str | Path, summary: dict, posteriors: dict) -> None:

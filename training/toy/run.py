@@ -191,6 +191,9 @@ def _prepare_out(out: Path, s: ToySettings, resume: bool) -> None:
     settings_path = out / CHECKPOINTS / "settings.json"
     if settings_path.is_file() and not resume:
         raise ConfigError(f"{out} already holds a toy run; pass --resume to continue it, or choose a new --out")
+    if resume and not settings_path.is_file():
+        raise ConfigError(f"cannot resume {out}: there is no toy run there; check the path, or leave out --resume "
+                          "to start a new run")
     if settings_path.is_file():
         check_same_config(settings_path, json.loads(json.dumps(asdict(s))), out, "different settings",
                           "use the original options, or a new --out")

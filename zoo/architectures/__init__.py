@@ -82,7 +82,7 @@ def create_model(arch: str, num_classes: int | None = None, dataset: str = "cifa
     m = _WRN.match(name)
     if m:
         depth, width, activation = int(m.group(1)), int(m.group(2)), m.group(3) or "relu"
-        return WideResNet(num_classes, depth, width, activation, mean, std, **head)
+        return WideResNet(num_classes, depth, width, activation, mean=mean, std=std, **head)
     return PreActResNet((2, 2, 2, 2), num_classes, mean, std, **head)
 
 

@@ -83,8 +83,9 @@ class WideResNet(TimmModel):
         depth: int = 28,
         width: int = 10,
         activation: str = "swish",
-        mean: Sequence[float] = (0.4914, 0.4822, 0.4465),
-        std: Sequence[float] = (0.2471, 0.2435, 0.2616),
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
         global_pool: str = "avg",
         drop_rate: float = 0.0,
     ):

@@ -1,50 +1,9 @@
-"""RobustBench interop, in one place: its model definitions (``models``), its checkpoints and Google Drive copy
-(``weights``, ``drive``), its ``load_model`` drop-in (``loader``), its model_info JSON (``model_info``), the
-mirror of its checkpoints to the Hub (``mirror``) and the ``autoattack`` import adapter it needs
-(``autoattack_compat``). robustbench itself is imported on first use only, so ``import zoo`` stays light.
+"""What of RobustBench's interop needs robustbench installed: its ``load_model`` drop-in (``loader``), its
+checkpoints loaded by its rules (``weights``), the mirror of its checkpoints to the Hub (``mirror``) and the
+``autoattack`` import adapter robustbench needs (``autoattack_compat``).
 
-robustbench is optional (``pip install 'score-zoo[robustbench]'``): it pins timm and gdown exactly and needs
-setuptools < 81, so the core install leaves it out. Every path that needs it goes through ``import_robustbench``,
-which says in one line which extra to install. ``drive`` (gdown) does not need it: the zoo's own entries fall back
-to RobustBench's Google Drive copies without robustbench.
+The rest lives with its kind, below this package: RobustBench's model definitions are an architecture family
+(``zoo.architectures.robustbench``), its Google Drive copy of checkpoints is a weights source
+(``zoo.sources.drive``), its model_info JSON is data (``zoo.model_info``), and the import of robustbench itself,
+on first use only, with one line naming the extra when it is missing, is ``zoo.extras``.
 """
-
-from __future__ import annotations
-
-import importlib
-import warnings
-from types import ModuleType
-
-from ..errors import ConfigError
-
-EXTRA = "robustbench"
-INSTALL_HINT = "pip install 'score-zoo[robustbench]'"
-
-
-def import_robustbench(module: str = "robustbench", purpose: str = "this") -> ModuleType:
-    """Import ``module`` (robustbench or one of its modules), or raise ``ConfigError`` naming the extra to install.
-
-    ``purpose`` says what needs it (``"robustbench:NAME"``, ``"score-zoo mirror"``...), for the one error line.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # robustbench's import-time deprecation noise
-            return importlib.import_module(module)
-    except ImportError as e:
-        missing = e.name or ""
-        if missing == EXTRA or missing.startswith(EXTRA + "."):
-            raise ConfigError(f"{purpose} needs RobustBench, which is not installed: {INSTALL_HINT}") from None
-        first = " ".join(str(e).split())[:200]   # installed, but a package it imports is missing or too new
-        raise ConfigError(f"{purpose} needs RobustBench, which is installed but cannot be imported ({first}): "
-                          f"{INSTALL_HINT} installs the versions it needs") from None
-
-
-def robustbench_version(purpose: str = "this") -> str:
-    """The installed robustbench's version (``ConfigError`` naming the extra when it is not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import_robustbench(purpose=purpose)
-    try:
-        return version("robustbench")
-    except PackageNotFoundError:   # importable without distribution metadata (a clone on PYTHONPATH)
-        return "unknown"

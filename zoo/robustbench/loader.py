@@ -29,7 +29,7 @@ from ..checkpoints import read_weights
 from ..errors import ConfigError, UnknownNameError, close_matches_hint
 from ..model_dir import load_state_dict_strict
 from ..registry import Entry, list_entries
-from .models import create_robustbench_model, model_for_entry, robustbench_board
+from ..architectures.robustbench import create_robustbench_model, model_for_entry, robustbench_board
 from .weights import build_mirrored_model, checkpoint_files, load_robustbench_weights
 
 DEFAULT_DATASET, DEFAULT_THREAT_MODEL = "cifar10", "Linf"
@@ -43,6 +43,9 @@ def _value(x) -> str:
 def load_model(model_name: str, model_dir: str | os.PathLike = "./models", dataset=DEFAULT_DATASET,
                threat_model=DEFAULT_THREAT_MODEL, custom_checkpoint: str = "", norm: str | None = None) -> nn.Module:
     """Load ``model_name`` as ``robustbench.utils.load_model`` does; zoo models come from the zoo (eval mode)."""
+    if not isinstance(model_name, str):
+        raise ConfigError(f"model_name is a RobustBench model name like 'Pang2022Robustness_WRN28_10', not "
+                          f"{type(model_name).__name__} {model_name!r}")
     dataset, threat_model = _value(dataset), _value(threat_model)
     if norm is not None:
         warnings.warn("`norm` has been deprecated and will be removed in a future version.", DeprecationWarning,
@@ -50,7 +53,7 @@ def load_model(model_name: str, model_dir: str | os.PathLike = "./models", datas
         threat_model = _value(norm)
     entry = zoo_entry_for(model_name, dataset, threat_model)
     if entry is None:
-        return robustbench_load(model_name, model_dir, dataset, threat_model, custom_checkpoint)
+        return robustbench_load(model_name, model_dir, dataset, threat_model, custom_checkpoint)[0]
     if custom_checkpoint:
         model = model_for_entry(entry)
         load_state_dict_strict(model, read_weights(custom_checkpoint), str(custom_checkpoint))
@@ -81,8 +84,8 @@ def zoo_entry_for(model_name: str, dataset: str, threat_model: str) -> Entry | N
 
 
 def robustbench_load(model_name: str, model_dir: str | os.PathLike, dataset: str, threat_model: str,
-                     custom_checkpoint: str = "", purpose: str | None = None) -> nn.Module:
-    """A model RobustBench lists, built as robustbench's loader builds it (eval mode).
+                     custom_checkpoint: str = "", purpose: str | None = None) -> tuple[nn.Module, list[Path]]:
+    """A model RobustBench lists, built as robustbench's loader builds it (eval mode), and its checkpoint files.
 
     RobustBench's own definition, its checkpoint from the ``model_dir`` layout
     (downloaded from its Google Drive copy when missing) or ``custom_checkpoint``,
@@ -103,10 +106,10 @@ def robustbench_load(model_name: str, model_dir: str | os.PathLike, dataset: str
     if custom_checkpoint:
         model = create_robustbench_model(model_name, dataset, threat_model)
         load_robustbench_weights([model], model_name, dataset, [Path(custom_checkpoint)])
-        return model.eval()
+        return model.eval(), [Path(custom_checkpoint)]
     gdrive_id = models[model_name].get("gdrive_id")
     if not gdrive_id:
         raise ConfigError(f"RobustBench builds {model_name} from timm's pretrained weights, not from a checkpoint; "
                           "load it with robustbench.utils.load_model")
     files = checkpoint_files(Path(model_dir), model_name, dataset, threat_model, gdrive_id)
-    return build_mirrored_model(model_name, dataset, threat_model, files)[0]
+    return build_mirrored_model(model_name, dataset, threat_model, files)[0], [path for path, _ in files]

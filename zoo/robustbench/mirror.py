@@ -6,7 +6,7 @@ For one RobustBench model (name, dataset, threat model):
    definition by robustbench's rules (``zoo.robustbench.weights``);
 2. a model directory is written (``model.safetensors``; ``config.json`` naming the
    RobustBench model, dataset and threat model; a ``README.md`` card made from
-   RobustBench's model_info JSON (``zoo.robustbench.model_info``), marked as a
+   RobustBench's model_info JSON (``zoo.model_info``), marked as a
    mirror of the authors' weights), published as ``score-zoo publish`` does, and
    the registry entry that pins the commit and sha256 is saved.
 
@@ -38,10 +38,11 @@ from ..errors import ConfigError, ScoreZooError
 from ..fileio import atomic_write_text, sha256_file
 from ..model_dir import make_config, save_model_dir
 from ..publish import publish
-from ..registry import Entry, list_entries, parse_eps, save_entry
-from . import import_robustbench, robustbench_version
-from .model_info import ModelInfoTree, read_model_info
-from .models import ARCHITECTURE_PREFIX, MIRRORED_DATASETS, robustbench_board, robustbench_model
+from ..registry import Entry, check_name, list_entries, parse_eps, save_entry
+from ..results import as_float
+from ..architectures.robustbench import ARCHITECTURE_PREFIX, MIRRORED_DATASETS, robustbench_board, robustbench_model
+from ..extras import import_robustbench, robustbench_version
+from ..model_info import ModelInfoTree, read_model_info
 from .weights import build_mirrored_model, checkpoint_files
 
 DEFAULT_ORG = "score-zoo"
@@ -128,21 +129,14 @@ def default_entry_name(name: str, dataset: str, threat_model: str) -> str:
     return f"{dataset}-{threat_model.lower()}-{name}"
 
 
-def _number(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def mirror_entry(entry_name: str, name: str, dataset: str, threat_model: str, info: dict, mirror: dict) -> Entry:
     """The registry entry of a mirror, its paper and figures taken from RobustBench's model_info JSON."""
     venue = info.get("venue") or ""
     year = re.search(r"\b(19|20)\d{2}\b", venue)
-    reported = {"clean_acc": _number(info.get("clean_acc")), "n_examples": TEST_SIZE[dataset],
+    reported = {"clean_acc": as_float(info.get("clean_acc")), "n_examples": TEST_SIZE[dataset],
                 "by": "RobustBench leaderboard"}
     for key in ("autoattack_acc", "external", "corruptions_acc"):
-        value = _number(info.get(key))
+        value = as_float(info.get(key))
         if value is not None:
             reported[key] = value
     if "autoattack_acc" in reported:
@@ -195,8 +189,8 @@ def mirror_model(name: str, dataset: str, threat_model: str, options: MirrorOpti
                  entry_name: str | None = None) -> MirrorOutcome:
     """Mirror one RobustBench model to the Hub and register it (see the module docstring)."""
     _check_dataset(dataset)
+    entry_name = check_name(entry_name or default_entry_name(name, dataset, threat_model))
     record = robustbench_model(name, dataset, threat_model, PURPOSE)
-    entry_name = entry_name or default_entry_name(name, dataset, threat_model)
     repo_id = repo_id or f"{options.org}/{entry_name}"
     entries, rb_id = list_entries(), (name, dataset, threat_model)
     own = next((e for e in entries if e.robustbench_id == rb_id and not mirror_of(e)), None)  # e.g. the SCORE entries

@@ -3,7 +3,7 @@
 A checkpoint is taken where robustbench's own loader keeps it,
 ``{model_dir}/{dataset}/{threat_model}/{name}.pt`` (an ensemble's members:
 ``{name}.pt_m{i}.pt``), else fetched from RobustBench's Google Drive copy
-(``zoo.robustbench.drive``) and kept there, so robustbench reuses it; an HTML
+(``zoo.sources.drive``) and kept there, so robustbench reuses it; an HTML
 answer (quota, virus-scan notice) is refused and not kept. It is read with
 ``weights_only=True`` (a pickle that needs code execution is refused) and
 loaded into RobustBench's own definition by robustbench's own rules (its
@@ -22,8 +22,9 @@ import torch.nn as nn
 from ..checkpoints import check_checkpoint_file, load_checkpoint
 from ..errors import CheckpointError, ConfigError, ScoreZooError
 from ..fileio import sha256_file
-from . import drive, import_robustbench
-from .models import create_robustbench_model
+from ..architectures.robustbench import create_robustbench_model
+from ..extras import import_robustbench
+from ..sources import drive
 
 
 def checkpoint_files(model_dir: Path, name: str, dataset: str, threat_model: str,

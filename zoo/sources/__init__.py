@@ -7,7 +7,7 @@ For an entry name, in order:
 3. the entry's original checkpoint, imported once into the local cache
    (``imported``) and reused from there, fetched from the first source that
    serves a valid file: the authors' server (``authors``), then RobustBench's
-   copy on Google Drive (``zoo.robustbench.drive``).
+   copy on Google Drive (``zoo.sources.drive``).
 
 A path to a model directory is used as it is. ``Located.source`` says which
 source served the weights.
@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import ConfigError, HubError, IntegrityError, ScoreZooError
 from ..model_dir import CONFIG_NAME, WEIGHTS_NAME
 from ..registry import Entry, get_entry
-from ..robustbench import drive as robustbench_drive
+from . import drive as robustbench_drive
 from . import authors, hub, imported
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ class Located:
 
 def locate(name_or_path: str | os.PathLike, revision: str | None = None) -> Located:
     """Find (fetching if needed) the model directory of an entry name or a path."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ConfigError(f"a model is an entry name or a model directory path, not {type(name_or_path).__name__} "
+                          f"{name_or_path!r}")
     path = Path(name_or_path)
     if (path / CONFIG_NAME).is_file():
         if revision is not None:
@@ -75,10 +78,11 @@ def _fetch_original(entry: Entry) -> tuple[Path, dict]:
     if not sources:
         raise HubError(f"'{entry.name}' is neither on the Hub nor has an original checkpoint (origin.url or "
                        "origin.gdrive_id); publish it with 'score-zoo publish' or add hub.repo_id to its entry")
-    hint = (f"'{entry.name}' is not on the Hub yet; a maintainer imports and publishes it with: "
-            f"{imported.maintainer_commands(entry)}")
+    hint = (f"'{entry.name}' is not on the Hub yet; a maintainer imports and publishes it with:\n"
+            f"  {imported.maintainer_commands(entry)}")
     if hub.hub_settings().offline:
-        raise HubError(f"HF_HUB_OFFLINE is set and {hint}")
+        raise HubError(f"HF_HUB_OFFLINE is set and '{entry.name}' is not in the local cache (it is not on the Hub "
+                       "yet); unset HF_HUB_OFFLINE to fetch it once (--verbose for details)", details=hint)
     failures: list[ScoreZooError] = []
     for i, source in enumerate(sources):
         try:
@@ -87,8 +91,10 @@ def _fetch_original(entry: Entry) -> tuple[Path, dict]:
             failures.append(e)
             if i + 1 < len(sources):
                 log.warning("%s: %s failed (%s); trying %s", entry.name, source.LABEL, e, sources[i + 1].LABEL)
-    reasons = "; ".join(f"{s.LABEL}: {e}" for s, e in zip(sources, failures))
-    raise type(failures[-1])(f"could not fetch '{entry.name}' ({reasons}); {hint}")
+    reasons = "".join(f"{s.LABEL}: {e}\n" for s, e in zip(sources, failures))
+    what = (f"({sources[0].LABEL}: {failures[0]})" if len(sources) == 1 else
+            f"from {' or '.join(s.LABEL for s in sources)}; run it again later")
+    raise type(failures[-1])(f"could not fetch '{entry.name}' {what} (--verbose for details)", details=reasons + hint)
 
 
 __all__ = ["Located", "locate", "locate_entry", "ORIGINAL_SOURCES"]

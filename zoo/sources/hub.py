@@ -105,7 +105,7 @@ def download_model_dir(repo_id: str, revision: str, filename: str = WEIGHTS_NAME
     if posixpath.basename(filename) != WEIGHTS_NAME:
         raise ConfigError(f"hub filename '{filename}' must name a {WEIGHTS_NAME} file")
     config_name = posixpath.join(posixpath.dirname(filename), CONFIG_NAME)
-    weights = _download(repo_id, filename, revision)
+    weights = download_file(repo_id, filename, revision)
     if expected_sha256 is not None:
         actual = sha256_file(weights)
         if actual != expected_sha256:
@@ -113,20 +113,20 @@ def download_model_dir(repo_id: str, revision: str, filename: str = WEIGHTS_NAME
             raise IntegrityError(
                 f"{repo_id}@{revision}/{filename} has sha256 {actual}, expected {expected_sha256}: the download "
                 "was corrupted or the file on the Hub was replaced; it was removed from the cache, run the command again")
-    config = _download(repo_id, config_name, revision)
+    config = download_file(repo_id, config_name, revision)
     if Path(config).parent != Path(weights).parent:  # both live in snapshots/<commit>/...
         raise HubError(f"{repo_id}: {filename} and {config_name} resolved to different commits; run the command again")
     read_config(Path(weights).parent)
     return Path(weights).parent
 
 
-def _download(repo_id: str, filename: str, revision: str) -> str:
-    """hf_hub_download with the current settings, its errors turned into one-line zoo errors."""
+def download_file(repo_id: str, filename: str, revision: str, repo_type: str = "model") -> str:
+    """hf_hub_download (cache, progress bar) with the current settings, its errors turned into one-line zoo errors."""
     s = hub_settings()
     where = f"{repo_id}@{revision}/{filename}"
     try:
         return huggingface_hub.hf_hub_download(
-            repo_id, filename, revision=revision, cache_dir=s.cache_dir, endpoint=s.endpoint,
+            repo_id, filename, revision=revision, repo_type=repo_type, cache_dir=s.cache_dir, endpoint=s.endpoint,
             token=s.token, local_files_only=s.offline)
     except hf_errors.RevisionNotFoundError:
         raise HubError(f"revision '{revision}' does not exist in {repo_id} on {s.endpoint}; "

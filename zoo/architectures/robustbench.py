@@ -23,7 +23,7 @@ import torch.nn as nn
 from ..architectures import create_model
 from ..errors import ConfigError, UnknownNameError, close_matches_hint
 from ..registry import Entry
-from . import import_robustbench
+from ..extras import import_robustbench
 
 ARCHITECTURE_PREFIX = "robustbench:"
 # The boards the zoo mirrors: 32x32 images, which the zoo's loaders, cards and harness handle.

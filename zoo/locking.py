@@ -1,4 +1,4 @@
-"""An exclusive lock on an output file, so two runs never write the same result."""
+"""An exclusive lock on an output (a result file or a run directory), so two runs never write the same one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from zoo.errors import ConfigError
+from .errors import ConfigError
 
 
 def lock_path_for(out: Path) -> Path:
@@ -16,15 +16,19 @@ def lock_path_for(out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def output_lock(out: str | os.PathLike) -> Iterator[Path]:
+def output_lock(out: str | os.PathLike, what: str = "evaluation", directory: bool = False) -> Iterator[Path]:
     """Hold an flock on ``.OUT.lock`` beside ``out``; refuse if another run holds it.
 
-    The lock dies with its process (SIGKILL included), so a re-run may resume.
-    Also checks that ``out`` can be written before any work starts.
+    ``out`` is a file, or with ``directory`` a run directory; ``what`` names the
+    run in the refusal ("another evaluation is writing ..."). The lock dies with
+    its process (SIGKILL included), so a re-run may resume. Also checks that
+    ``out`` can be written before any work starts.
     """
     out = Path(out)
-    if out.is_dir():
+    if out.is_dir() and not directory:
         raise ConfigError(f"--out {out} is a directory; give a file name like result.json")
+    if out.exists() and not out.is_dir() and directory:
+        raise ConfigError(f"--out {out} is a file; give a directory for the run")
     path = lock_path_for(out)
     while True:
         try:
@@ -36,7 +40,7 @@ def output_lock(out: str | os.PathLike) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ConfigError(f"another evaluation is writing {out} (lock {path} is held); wait for it or "
+            raise ConfigError(f"another {what} is writing {out} (lock {path} is held); wait for it or "
                               "choose another --out") from None
         try:  # the holder before us may have removed the file: lock the current one
             same = os.stat(path).st_ino == os.fstat(fd).st_ino

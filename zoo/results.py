@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import ConfigError
-from zoo.fileio import atomic_write_json, read_json
+from .errors import ConfigError
+from .fileio import atomic_write_json, read_json
 
 RESULT_FORMAT = "score-harness/3"
 FORMAT_2 = "score-harness/2"  # AutoAttack called per batch; still read (upgraded on load)
@@ -69,7 +69,7 @@ class Evaluation:
     eps: float                       # the eps of the model_info keys (the standard budget if evaluated, else the largest)
     eps_text: str
     n_examples: int
-    data: dict                       # {"source": ..., "sha256": ..., "leaderboard_eligible": bool}
+    data: dict                       # {"source": the file or folder read, "official": bool, "sha256", "leaderboard_eligible"}
     autoattack: dict                 # {"version", "attacks", "n_iter"}
     seed: int
     batch_size: int
@@ -169,6 +169,14 @@ class EvaluationResult:
     def from_json(cls, path: str | os.PathLike) -> "EvaluationResult":
         """Read a result file written by ``to_json``."""
         return cls.from_dict(read_json(path, "result file"), str(path))
+
+
+def as_float(value) -> float | None:
+    """A model_info figure ("57.80" or 57.8) as a float; None when absent or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def percent(n_correct: int, n: int) -> float:

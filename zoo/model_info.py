@@ -27,8 +27,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..fileio import atomic_write_bytes, cache_dir, read_json
+from .errors import ConfigError
+from .fileio import atomic_write_bytes, cache_dir, read_json
 
 _DATASET_FOLDERS = ("cifar10", "cifar100", "imagenet")
 URL_ENV = "SCORE_ZOO_MODEL_INFO_URL"

@@ -1,0 +1,140 @@
+"""Do the tests bite? Apply realistic one-line breaks of the code behind the promises, one at a time, and run the
+tests that guard each: a break the tests still pass ("survived") is a hole in the suite.
+
+Each row is (file, old text, new text, test selection). The edit is made in a temporary copy of the tree (never
+in this checkout); the copy's tests run with it first on the import path. Run by hand, never by the test suite:
+
+    python bench/mutation_check.py            # every row (about 10 minutes on 2 cores)
+    python bench/mutation_check.py 3 7        # rows 3 and 7 only
+    python bench/mutation_check.py --list     # the rows
+
+Before the edits, each selection is run once on the unchanged copy: it must pass, or the row is reported as
+"broken baseline" (a kill would mean nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (file, old, new, pytest selection): each old text occurs exactly once in its file.
+MUTATIONS = [
+    ("harness/threat_models.py", "flat.double().pow(2).sum(dim=1).sqrt()", "flat.double().pow(2).sum(dim=1)",
+     ["tests/test_ball_boundary.py"]),
+    ("harness/threat_models.py", "    return flat.double().abs().sum(dim=1)", "    return flat.abs().amax(dim=1)",
+     ["tests/test_ball_boundary.py"]),
+    ("harness/engine/checks.py", "return 1e-6 + (1e-5 * eps if", "return 1e-6 + (4e-3 * eps if",
+     ["tests/test_ball_boundary.py"]),
+    ("harness/threat_models.py", '"standard": ["apgd-ce", "apgd-t", "fab-t", "square"]',
+     '"standard": ["apgd-ce", "fab-t", "apgd-t", "square"]', ["tests/test_harness_per_attack.py"]),
+    ("harness/engine/attack.py", "aa.square.n_queries = n_iter", "aa.square.n_queries = n_iter + 1",
+     ["tests/test_harness_per_attack.py"]),
+    ("harness/engine/attack.py", "aa.fab.n_iter = n_iter", "aa.fab.n_iter = n_iter + 1",
+     ["tests/test_harness_per_attack.py"]),
+    ("harness/repeats.py", "for r in runs if r.evaluation.per_example", "for r in runs[-1:] if r.evaluation.per_example",
+     ["tests/test_repeats.py"]),
+    ("zoo/fileio.py", """    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)""", """    Path(path).write_bytes(data)""", ["tests/test_durability.py"]),
+    ("harness/engine/state.py", """        with atomic_path(self.task_path(task)) as tmp:
+            torch.save(record, tmp)""", """        torch.save(record, self.task_path(task))""",
+     ["tests/test_durability.py::test_an_evaluation_killed_while_writing_a_state_file_resumes"]),
+    ("training/trainer.py", "            self.ema.copy_buffers(self.raw)", "            pass",
+     ["tests/test_training_release.py"]),
+    ("training/trainer.py", """        set_rng_state(ckpt["rng"][min(self.group.rank, len(ckpt["rng"]) - 1)], self.device)\n""", "",
+     ["tests/test_training_release.py"]),
+    ("training/run_state.py", """    with atomic_path(path) as tmp:
+        torch.save(state, tmp)""", """    torch.save(state, path)""", ["tests/test_durability.py"]),
+    ("harness/merge.py", 'key=lambda i: shards[i].evaluation.shard["start"]', "key=lambda i: names[i]",
+     ["tests/test_result_edges.py::test_eleven_shards_given_in_shell_order_merge_in_example_order"]),
+    ("harness/threat_models.py", "if frac.denominator == 255 or 255 % frac.denominator == 0:",
+     "if frac.denominator == 255:", ["tests/test_result_edges.py::test_linf_eps_is_written_back_as_k_over_255_when_it_is_one"]),
+    ("zoo/eligibility.py", 'if settings["n_iter"]:', 'if settings["n_iter"] and settings["n_iter"] < 10:',
+     ["tests/test_result_edges.py::test_ten_iterations_are_still_reduced_and_the_bundled_subset_is_never_eligible"]),
+    ("harness/evaluation.py", '"leaderboard_eligible": data_dir is not None and n_examples is None',
+     '"leaderboard_eligible": n_examples is None',
+     ["tests/test_result_edges.py::test_ten_iterations_are_still_reduced_and_the_bundled_subset_is_never_eligible"]),
+    ("harness/beyond.py", 'extra["robust_accuracy"] >= evaluation.robust_accuracy',
+     'extra["robust_accuracy"] > evaluation.robust_accuracy', ["tests/test_result_edges.py::test_external_is_not_set_when_malt_lowers_nothing"]),
+    ("harness/threat_models.py", "if is_standard_eps(threat_model, v)), len(eps) - 1)", "if False), len(eps) - 1)",
+     ["tests/test_result_edges.py::test_robustbench_keys_describe_the_standard_budget_inside_an_eps_list"]),
+    ("zoo/checkpoints.py", 'for prefix in ("module.", "_orig_mod."):', 'for prefix in ("module.",):',
+     ["tests/test_result_edges.py::test_a_torch_compile_checkpoint_imports_with_its_keys_unprefixed"]),
+    ("zoo/publish.py", "if entry.sha256 and entry.sha256 != digest:", "if entry.sha256 and not digest:",
+     ["tests/test_result_edges.py::test_publish_refuses_weights_other_than_the_pinned_ones"]),
+    ("zoo/architectures/wideresnet.py", "pad = [out.shape[-1] % 2, 1, out.shape[-2] % 2, 1]", "pad = [1, 1, 1, 1]",
+     ["tests/test_architectures.py::test_architecture_gives_robustbenchs_committed_logits"]),
+    ("zoo/architectures/preact_resnet.py", "shortcut = self.shortcut(out)", "shortcut = self.shortcut(x)",
+     ["tests/test_architectures.py::test_architecture_gives_robustbenchs_committed_logits"]),
+]
+
+
+def _copy_tree(dest: Path) -> None:
+    ignore = shutil.ignore_patterns(".git", ".venv*", "site", "__pycache__", "*.egg-info", ".pytest_cache")
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+
+
+def _run_tests(tree: Path, selection: list[str], timeout: float) -> tuple[bool, str]:
+    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *selection],
+                              cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, "timeout"
+    last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+    return proc.returncode == 0, last
+
+
+def main(argv: list[str]) -> int:
+    if "--list" in argv:
+        for i, (path, old, new, sel) in enumerate(MUTATIONS):
+            print(f"{i:2d} {path}: {old!r} -> {new!r}  [{' '.join(sel)}]")
+        return 0
+    rows = [int(a) for a in argv] or list(range(len(MUTATIONS)))
+    killed = survived = broken = 0
+    with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        tree = Path(tmp) / "tree"
+        _copy_tree(tree)
+        baseline: dict[tuple[str, ...], bool] = {}
+        for i in rows:
+            path, old, new, selection = MUTATIONS[i]
+            key = tuple(selection)
+            if key not in baseline:
+                baseline[key], last = _run_tests(tree, selection, 900)
+                if not baseline[key]:
+                    print(f"baseline of {' '.join(selection)} fails: {last}")
+            target = tree / path
+            original = target.read_text()
+            if original.count(old) != 1:
+                print(f"{i:2d} STALE    {path}: {old!r} occurs {original.count(old)} times")
+                broken += 1
+                continue
+            if not baseline[key]:
+                print(f"{i:2d} BROKEN BASELINE {path}")
+                broken += 1
+                continue
+            target.write_text(original.replace(old, new))
+            t0 = time.time()
+            try:
+                passed, last = _run_tests(tree, selection, 900)
+            finally:
+                target.write_text(original)
+            verdict = "SURVIVED" if passed else "killed"
+            survived += passed
+            killed += not passed
+            print(f"{i:2d} {verdict:8s} {time.time() - t0:5.0f}s {path}: {old!r} -> {new!r} ({last})", flush=True)
+    total = killed + survived
+    print(f"killed {killed} of {total} edits ({100 * killed / max(total, 1):.0f} %); {survived} survived"
+          + (f"; {broken} not run" if broken else ""))
+    return 0 if survived == 0 and broken == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
