@@ -97,8 +97,9 @@ def _run_tests(tree: Path, selection: list[str], timeout: float) -> tuple[bool, 
                               cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, "timeout"
-    last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
-    return proc.returncode == 0, last
+    lines = proc.stdout.strip().splitlines() or ["(no output)"]
+    why = next((line[1:].strip() for line in lines if line.startswith("E ")), "")   # the first error line of a failure
+    return proc.returncode == 0, lines[-1] + (f"; {why[:100]}" if why else "")
 
 
 def main(argv: list[str]) -> int:

@@ -79,7 +79,7 @@ class Trapdoor(nn.Module):
 
 
 # threat model: (eps text, eps, iterations, trapdoor threshold), each found to give every attack breaks of its own
-SETTINGS = {"Linf": ("12/255", 12 / 255, 2, 0.1), "L2": ("2.5", 2.5, 2, 0.3), "L1": ("40", 40.0, 4, 0.18)}
+SETTINGS = {"Linf": ("12/255", 12 / 255, 2, 0.1), "L2": ("2.5", 2.5, 2, 0.3), "L1": ("60", 60.0, 4, 0.25)}
 
 
 def _reference(model, x, y, threat_model, eps, n_iter):
