@@ -4,7 +4,7 @@ tests that guard each: a break the tests still pass ("survived") is a hole in th
 Each row is (file, old text, new text, test selection). The edit is made in a temporary copy of the tree (never
 in this checkout); the copy's tests run with it first on the import path. Run by hand, never by the test suite:
 
-    python bench/mutation_check.py            # every row (about 3 minutes on 2 cores)
+    python bench/mutation_check.py            # every row (about 4 minutes on 2 cores)
     python bench/mutation_check.py 3 7        # rows 3 and 7 only
     python bench/mutation_check.py --list     # the rows
 
