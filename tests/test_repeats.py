@@ -17,15 +17,17 @@ KW = dict(n_examples=24, batch_size=8, eps="1/255", version="rand", n_iter=1, pr
 
 
 class _Noisy(nn.Module):
-    """The centroid model with Gaussian noise on its logits: its answers change from draw to draw."""
+    """The centroid model with Gaussian noise of ``scale`` on its logits: its answers change from draw to draw
+    (at 60, noise as large as its margins, which examples a draw gets right changes from repeat to repeat)."""
 
-    def __init__(self):
+    def __init__(self, scale: float = 3.0):
         super().__init__()
         self.inner = centroid_model()
+        self.scale = scale
 
     def forward(self, x):
         logits = self.inner(x)
-        return logits + 3.0 * torch.randn_like(logits)
+        return logits + self.scale * torch.randn_like(logits)
 
 
 def _evaluate(**kw):
@@ -67,24 +69,11 @@ def test_repeats_need_the_rand_version():
         _evaluate(repeats=2, extra_attacks=["malt"])
 
 
-class _VeryNoisy(nn.Module):
-    """The centroid model with noise as large as its margins: which examples a draw gets right changes from
-    repeat to repeat, so no single repeat is the worst case of every example."""
-
-    def __init__(self):
-        super().__init__()
-        self.inner = centroid_model()
-
-    def forward(self, x):
-        logits = self.inner(x)
-        return logits + 60.0 * torch.randn_like(logits)
-
-
 def test_each_example_keeps_its_worst_case_not_the_last_or_any_one_repeat(tmp_path):
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = evaluate(_VeryNoisy().eval(), **{**KW, "seed": 0, "repeats": 3, "out": tmp_path / "r.json"})
+        result = evaluate(_Noisy(60.0).eval(), **{**KW, "seed": 0, "repeats": 3, "out": tmp_path / "r.json"})
     ev = result.evaluation
     each = ev.repeats["robust_accuracy"]
     robust = sum(o is None for o in ev.per_example["outcome"])
