@@ -149,9 +149,12 @@ def test_evaluate_attacks_through_bpda_and_says_so():
     assert evaluate(quantized_model(), diagnostics=False, **kw).evaluation.diagnostics is None
 
 
-def test_evaluate_refuses_an_unknown_bpda_name_before_any_work():
+def test_evaluate_refuses_an_unknown_bpda_name_before_any_work(monkeypatch):
     """Broken by leaving the check to the first attack chunk (the clean pass would run first)."""
+    import harness.evaluation
     from harness.evaluation import evaluate
+
+    monkeypatch.setattr(harness.evaluation, "execute", lambda *a: pytest.fail("the evaluation started"))
 
     with pytest.raises(ConfigError, match="'Quantise' matches no module"):
         evaluate(quantized_model(), n_examples=4, bpda=["Quantise"], progress=False,
