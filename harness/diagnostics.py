@@ -13,13 +13,13 @@ add ``points``, the measurements behind the figure):
   broke after every gradient attack left them robust; threshold 0.2, the ``alpha``
   of AutoAttack's ``check_square_sr``.
 - ``unreachable-misclassification``: APGD-CE's robust accuracy (percent of the
-  subset) at 4x eps and in the whole [0, 1] box, where every model must fall to
-  about 0; threshold 2.
+  subset) at the largest eps multiple (4x) and in the whole [0, 1] box, where
+  every model must fall to about 0; threshold 2.
 - ``non-convergence``: robust accuracy points APGD-CE still gains when its
   iterations are doubled; threshold 5.
 - ``randomness``: AutoAttack's ``check_randomized`` (largest change of the
   L2-normalised outputs over 5 passes; threshold its alpha 1e-4; a change in the
-  number of correct examples counts as infinite); ``ok`` under ``version="rand"``.
+  number of correct examples makes the figure at least 1); ``ok`` under ``version="rand"``.
 - ``dynamic``: AutoAttack's ``check_dynamic`` (calls to autograd inside the
   forward pass, counted by its own tracer); threshold 0.
 
