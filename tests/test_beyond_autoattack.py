@@ -75,7 +75,8 @@ def test_malt_keeps_autoattack_and_sets_external(runs, reference):
     assert extra["settings"]["malt"] == {"n_targets": 9, "n_candidates": 100, "n_iter": 1, "n_restarts": 1}
     data = json.loads((tmp / "malt.json").read_text())
     keys = list(data)
-    assert data["external"] == f"{100 * (len(robust) - len(broken)) / 32:.2f}" and keys.index("external") == keys.index("autoattack_acc") + 1
+    assert data["external"] == f"{100 * (len(robust) - len(broken)) / 32:.2f}"
+    assert keys.index("external") == keys.index("autoattack_acc") + 1
     assert data["footnote"] == "External evaluation: AutoAttack + MALT (Melamed et al., 2024)."
     assert "external" not in json.loads((tmp / "plain.json").read_text())           # only where it is lower
     assert [i for i, o in enumerate(extra["outcome"]) if o == "malt"] == sorted(broken)

@@ -175,7 +175,7 @@ def test_mirror_from_drive_then_load_three_ways_with_robustbench_logits(env, tmp
 def test_bulk_goes_on_past_failures_and_all_skips_what_is_mirrored(env, tmp_path, monkeypatch):
     hub, models, out = env
     monkeypatch.setattr(registry, "BUILTIN_DIR", tmp_path / "entries")          # --builtin writes the package's set
-    monkeypatch.setattr(cards, "default_cards_dir", lambda: tmp_path / "model_cards")
+    monkeypatch.setattr(cards, "default_cards_dir", lambda entry=None: tmp_path / "model_cards")
     hub.static[drive_key(WRN)] = rb_checkpoint(WRN)
     hub.static[drive_key(RESNEXT)] = DRIVE_HTML                                  # Drive refuses this one
 

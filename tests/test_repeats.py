@@ -88,7 +88,7 @@ def test_each_example_keeps_its_worst_case_not_the_last_or_any_one_repeat(tmp_pa
     ev = result.evaluation
     each = ev.repeats["robust_accuracy"]
     robust = sum(o is None for o in ev.per_example["outcome"])
-    assert ev.robust_accuracy == pytest.approx(100 * robust / 24)
+    assert ev.robust_accuracy == pytest.approx(100 * robust / 24, abs=1e-4)        # recorded to 4 decimals
     # examples broken in different repeats add up: the combined figure is below every single repeat's
     assert ev.robust_accuracy < min(each), (ev.robust_accuracy, each)
     assert json.loads((tmp_path / "r.json").read_text())["autoattack_acc"] == f"{100 * robust / 24:.2f}"
