@@ -131,6 +131,7 @@ def test_bpda_lowers_the_robust_accuracy_of_non_differentiable_models(build, mod
     assert through <= plain - gap, (plain, through)
 
 
+@pytest.mark.filterwarnings("ignore::harness.data.BundledSubsetWarning")
 def test_evaluate_attacks_through_bpda_and_says_so():
     """``evaluate(..., bpda=[...])``: APGD-CE through the quantizer breaks what it could not, the clean accuracy
     is the exact model's, the footnote names BPDA and the indicators, run under BPDA, are quiet. Broken by
@@ -149,6 +150,7 @@ def test_evaluate_attacks_through_bpda_and_says_so():
     assert evaluate(quantized_model(), diagnostics=False, **kw).evaluation.diagnostics is None
 
 
+@pytest.mark.filterwarnings("ignore::harness.data.BundledSubsetWarning")
 def test_evaluate_refuses_an_unknown_bpda_name_before_any_work(monkeypatch):
     """Broken by leaving the check to the first attack chunk (the clean pass would run first)."""
     import harness.evaluation
