@@ -164,3 +164,16 @@ def test_diagnose_unknown_model_is_one_line():
     result = CliRunner().invoke(main, ["diagnose", "cifar10-linf-nope"])
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "no zoo entry called 'cifar10-linf-nope'" in result.output and "A MODEL may also be" in result.output
+
+
+def test_evaluate_summary_says_which_indicators_fired_and_what_next():
+    """``score-harness evaluate`` on a masked model ends with the verdict, the indicators that fired and the
+    advice. Broken by printing the verdict alone."""
+    args = ["evaluate", "masked_models:quantized_model", "--n-examples", "4", "--n-iter", "2", "--version", "custom",
+            "--attacks", "apgd-ce", "--workers", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "attack-failure indicators: warning (silent-gradients, unreachable-misclassification)" in result.output
+    assert "next: silent-gradients: gradients vanish" in result.output
+    quiet = CliRunner().invoke(main, args + ["--no-diagnostics"])
+    assert "attack-failure indicators" not in quiet.output
