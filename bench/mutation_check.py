@@ -4,7 +4,7 @@ tests that guard each: a break the tests still pass ("survived") is a hole in th
 Each row is (file, old text, new text, test selection). The edit is made in a temporary copy of the tree (never
 in this checkout); the copy's tests run with it first on the import path. Run by hand, never by the test suite:
 
-    python bench/mutation_check.py            # every row (about 3 minutes on 2 cores)
+    python bench/mutation_check.py            # every row (about 4 minutes on 2 cores)
     python bench/mutation_check.py 3 7        # rows 3 and 7 only
     python bench/mutation_check.py --list     # the rows
 
@@ -42,6 +42,10 @@ MUTATIONS = [
      [PER_ATTACK + "[L2]"]),
     ("harness/engine/attack.py", "attack.n_iter = attack.n_iter_orig = n_iter", "attack.n_iter = n_iter",
      [PER_ATTACK + "[L1]"]),
+    ("harness/engine/attack.py", 'if "fab-t" in aa.attacks_to_run[:aa.attacks_to_run.index(attack)]:', "if False:",
+     ["tests/test_harness_per_attack.py::test_fab_after_fab_t_keeps_fab_ts_single_restart_as_one_bare_call"]),
+    ("harness/engine/attack.py", "    aa.fab.n_iter = n_iter", "    pass",
+     ["tests/test_harness_per_attack.py::test_fab_after_fab_t_keeps_fab_ts_single_restart_as_one_bare_call"]),
     ("harness/repeats.py", "for r in runs if r.evaluation.per_example",
      "for r in runs[-1:] if r.evaluation.per_example",
      ["tests/test_repeats.py::test_each_example_keeps_its_worst_case_not_the_last_or_any_one_repeat"]),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from harness import evaluate
 from harness.data import load_tensors
-from harness_helpers import bare_autoattack
+from harness_helpers import bare_autoattack, centroid_model
 
 N, BATCH = 32, 16
 
@@ -82,7 +82,7 @@ class Trapdoor(nn.Module):
 SETTINGS = {"Linf": ("12/255", 12 / 255, 2, 0.1), "L2": ("2.5", 2.5, 2, 0.3), "L1": ("60", 60.0, 4, 0.25)}
 
 
-def _reference(model, x, y, threat_model, eps, n_iter):
+def _reference(model, x, y, threat_model, eps, n_iter, version="standard", attacks=None):
     """One bare call: per example the attack that broke it (None: robust, "clean": misclassified), the ordered
     robust accuracy after each attack from its log, and its y_adv."""
     seen: list[tuple[str, torch.Tensor, torch.Tensor]] = []      # (attack, images given, images returned)
@@ -109,8 +109,8 @@ def _reference(model, x, y, threat_model, eps, n_iter):
 
     AutoAttack.__init__ = keep_instance
     try:
-        _, y_adv, after = bare_autoattack(model, x, y, version="standard", n_iter=n_iter, norm=threat_model, eps=eps,
-                                          batch_size=BATCH)
+        _, y_adv, after = bare_autoattack(model, x, y, version=version, attacks=attacks, n_iter=n_iter,
+                                          norm=threat_model, eps=eps, batch_size=BATCH)
     finally:
         AutoAttack.__init__ = init
     assert len(made) == 1
@@ -147,3 +147,40 @@ def test_each_attack_breaks_what_one_bare_call_breaks_in_order(threat_model):
     assert ev.per_example["outcome"] == outcome
     assert [(a, round(v, 2)) for a, v in ev.robust_accuracy_after.items()] == list(after.items())
     assert ev.robust_accuracy == pytest.approx(100 * sum(robust) / N)
+
+
+class Wavy(nn.Module):
+    """The centroid model plus a fixed random ripple ``10 V cos(300 U x)``: curved enough that FAB's restarts
+    matter."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = centroid_model()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("u", torch.randn(32, 3072, generator=g) / 3072 ** 0.5)
+        self.register_buffer("v", torch.randn(10, 32, generator=g))
+
+    def forward(self, x):
+        return self.linear(x) + 10.0 * torch.cos(300.0 * x.flatten(1) @ self.u.T) @ self.v.T
+
+
+def test_fab_after_fab_t_keeps_fab_ts_single_restart_as_one_bare_call():
+    """Inside one bare call FAB-T sets ``fab.n_restarts = 1`` and FAB, later in the list, inherits it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = load_tensors("cifar10", "test", None, 2 * N)
+    model = Wavy().eval()
+    kw = dict(version="custom", n_iter=2, norm="L2", eps=0.5, batch_size=BATCH)
+    # the setting bites: FAB with its own 5 restarts breaks examples that FAB-T left, so the inheritance shows
+    _, y_fab_t, _ = bare_autoattack(model, x, y, attacks=["fab-t"], **kw)
+    left = y_fab_t == y
+    _, y_fab, _ = bare_autoattack(model, x[left], y[left], attacks=["fab"], **kw)
+    assert bool((y_fab != y[left]).any())
+    outcome, after, y_adv = _reference(model, x, y, "L2", 0.5, 2, version="custom", attacks=["fab-t", "fab"])
+    assert (y_adv == y).tolist() == [o is None for o in outcome]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(Wavy().eval(), "cifar10", "L2", "0.5", 2 * N, batch_size=BATCH, version="custom",
+                          attacks=["fab-t", "fab"], n_iter=2, seed=0, progress=False, device="cpu", workers=1)
+    assert result.evaluation.per_example["outcome"] == outcome
+    assert [(a, round(v, 2)) for a, v in result.evaluation.robust_accuracy_after.items()] == list(after.items())

@@ -43,10 +43,10 @@ def test_released_average_has_the_live_models_batchnorm_statistics(cifar, tmp_pa
 def test_resume_continues_the_global_random_stream_of_a_model_with_dropout(cifar, tmp_path, monkeypatch):
     # the architecture with dropout before its classifier: each training step draws from torch's global generator
     monkeypatch.setattr(zoo, "create_model", functools.partial(zoo.create_model, drop_rate=0.5))
-    data = tiny_data(cifar, n=160, holdout=32)            # 4 steps, one epoch
-    cfg = tiny_config(epochs=1, test_clean_every=0, checkpoint_every=2)
+    data = tiny_data(cifar, n=96, holdout=32)             # 2 steps, one epoch
+    cfg = tiny_config(epochs=1, test_clean_every=0, checkpoint_every=1)
     straight = train(cfg, tmp_path / "a", data=data, progress=False)
-    train(cfg, tmp_path / "b", data=data, progress=False, stop_after_steps=2)
+    train(cfg, tmp_path / "b", data=data, progress=False, stop_after_steps=1)
     torch.manual_seed(12345)                               # whatever the caller's generator holds meanwhile
     torch.rand(10)
     resumed = train(cfg, tmp_path / "b", data=data, progress=False, resume=True)
