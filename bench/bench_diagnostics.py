@@ -49,7 +49,8 @@ def timed(fn):
 
 
 def standard(model, n: int, batch_size: int):
-    return evaluate(model, "cifar10", "Linf", None, n, batch_size=batch_size, workers=1, progress=False, seed=0)
+    return evaluate(model, "cifar10", "Linf", None, n, batch_size=batch_size, workers=1, progress=False, seed=0,
+                    diagnostics=False)
 
 
 def fired(records) -> str:

@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 PER_ATTACK = "tests/test_harness_per_attack.py::test_each_attack_breaks_what_one_bare_call_breaks_in_order"
 EDGES = "tests/test_result_edges.py::"
+BPDA = "tests/test_bpda.py::"
+DIAG = "tests/test_diagnostics.py::"
 
 # (file, old, new, pytest arguments): each old text occurs exactly once in its file.
 MUTATIONS = [
@@ -85,6 +87,31 @@ MUTATIONS = [
      ["tests/test_architectures.py::test_architecture_gives_robustbenchs_committed_logits"]),
     ("zoo/architectures/preact_resnet.py", "shortcut = self.shortcut(out)", "shortcut = self.shortcut(x)",
      ["tests/test_architectures.py::test_architecture_gives_robustbenchs_committed_logits"]),
+    ("harness/bpda.py", "return _Substitute.apply(surrogate, output.detach())",
+     "return surrogate + (output - surrogate).detach()", [BPDA + "test_straight_through_keeps_the_forward_exact_and_passes_the_gradient"]),
+    ("harness/bpda.py", "approx = plan[name](module) if plan[name] is not None else None", "approx = None",
+     [BPDA + "test_an_approximation_gives_its_own_gradient"]),
+    ("harness/bpda.py", "        if not torch.is_grad_enabled():", "        if torch.is_grad_enabled():",
+     ["tests/test_bpda.py", "-k", "lowers"]),
+    ("harness/engine/attack.py", "            with bpda_modules(model, settings.bpda):",
+     "            with contextlib.nullcontext():", [BPDA + "test_evaluate_attacks_through_bpda_and_says_so"]),
+    ("harness/evaluation.py", "        find_modules(net, opts.bpda)", "        pass",
+     [BPDA + "test_evaluate_refuses_an_unknown_bpda_name_before_any_work"]),
+    ("harness/diagnostics.py", "figure > threshold else OK", "figure >= threshold else OK",
+     [DIAG + "test_records_verdicts_and_advice"]),
+    ("harness/diagnostics.py", "bad = (flat == 0).all(dim=1) | ~torch.isfinite(flat).all(dim=1)",
+     "bad = ~torch.isfinite(flat).all(dim=1)", [DIAG + "test_saturated_softmax_is_flagged_by_silent_gradients"]),
+    ("harness/diagnostics.py", 'indicator("black-box-beats-white-box", _percent(k, n)',
+     'indicator("black-box-beats-white-box", k / n',
+     [DIAG + "test_mean_sparse_threshold_is_flagged_by_black_box_beats_white_box"]),
+    ("harness/diagnostics.py", 'list(zip(points["eps_text"], points["robust_accuracy"]))[-2:]',
+     'list(zip(points["eps_text"], points["robust_accuracy"]))[1:]',
+     [DIAG + "test_no_indicator_fires_on_the_bundled_models"]),
+    ("harness/diagnostics.py", 'list(zip(points["n_iter"], points["robust_accuracy"]))[-2:]',
+     'list(zip(points["n_iter"], points["robust_accuracy"]))[:2]',
+     [DIAG + "test_an_attack_still_gaining_with_more_iterations_is_flagged_by_non_convergence"]),
+    ("harness/diagnostics.py", "outputs = [model(x) for _ in range(passes)]", "outputs = [model(x)] * passes",
+     [DIAG + "test_randomized_model_is_flagged_by_randomness_unless_evaluated_as_rand"]),
 ]
 
 

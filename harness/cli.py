@@ -72,6 +72,14 @@ def evaluate(model, as_json, **options):
                        + f"; worst case per example {ev.robust_accuracy:.2f}%")
         if ev.adversarial:
             click.echo(f"adversarial examples: {ev.adversarial['count']} -> {ev.adversarial['path']}")
+        if ev.diagnostics:
+            from .diagnostics import advice
+
+            fired = [r["name"] for r in ev.diagnostics["indicators"] if r["verdict"] == "warning"]
+            click.echo(f"attack-failure indicators: {ev.diagnostics['verdict']}"
+                       + (f" ({', '.join(fired)}): this robust accuracy is not a robustness claim" if fired else ""))
+            for line in advice(ev.diagnostics["indicators"]):
+                click.echo(f"next: {line}")
 
 
 def _echo_curve(ev, out) -> None:

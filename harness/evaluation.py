@@ -30,6 +30,8 @@ from zoo.results import CLEAN_BREAK, RESULT_FORMAT, EvaluationResult
 from .adversarial import write_adversarial
 from .assembly import assemble
 from .beyond import provenance, split_outcomes
+from .bpda import find_modules
+from .diagnostics import evaluation_diagnostics
 from .engine.attack import RANDOMIZED_WARNING, AttackSettings, Job
 from .engine.checks import check_logits
 from .data import BundledSubsetWarning, load_tensors, locate
@@ -43,7 +45,7 @@ from .options import EvaluationOptions
 from .repeats import combine
 from .engine.stages import StagePlan
 from .engine.state import StateDir
-from .threat_models import attacks_for, check_threat_model, resolve_eps_list
+from .threat_models import attacks_for, check_threat_model, main_eps_index, resolve_eps_list
 
 class TrainModeWarning(UserWarning):
     """The model was in train mode and has been switched to eval mode."""
@@ -114,7 +116,8 @@ def _evaluate_repeats(model, opts: EvaluationOptions) -> EvaluationResult:
     root = Path(opts.state_dir) if opts.state_dir is not None else (
         default_state_dir(opts.out) if opts.out is not None else None)
     runs = [evaluate(model, options=opts.replace(seed=opts.seed + r, repeats=1, out=None,
-                                                 state_dir=root / f"repeat-{r}" if root is not None else None))
+                                                 state_dir=root / f"repeat-{r}" if root is not None else None,
+                                                 diagnostics=opts.diagnostics and r == 0))
             for r in range(opts.repeats)]
     result = combine(runs)
     if opts.out is not None:
@@ -180,6 +183,8 @@ def _prepare(model, opts: EvaluationOptions, where: devices.Placement, group: di
         warnings.warn(msg, TrainModeWarning, stacklevel=4)
         notes.append(("harness", msg))
         net.eval()
+    if opts.bpda:
+        find_modules(net, opts.bpda)   # a name that matches nothing is one line before any work
     n_chunks = -(-len(examples) // batch_size)
     if workers is not None and workers > n_chunks > 0 and not group.enabled:  # an empty shard needs no worker
         raise ConfigError(f"--workers {workers} is more than the {n_chunks} chunk(s) of the evaluation "
@@ -188,7 +193,7 @@ def _prepare(model, opts: EvaluationOptions, where: devices.Placement, group: di
     worker_list = devices.worker_devices(workers, where, n_chunks, devices.cpu_cores())
     threads = max(1, devices.cpu_cores() // len(worker_list)) if len(worker_list) > 1 else None
     settings = AttackSettings(opts.seed, threat_model, tuple(eps_list), opts.version, tuple(attack_list),
-                              NUM_CLASSES[dataset], dataset, n_iter, extra)
+                              NUM_CLASSES[dataset], dataset, n_iter, extra, opts.bpda)
     job = Job(net, x, y, settings, numerics)
     if len(worker_list) == 1:
         with job.placed(where.device) as placed_net, torch.no_grad():  # fail on a wrong model before any work
@@ -201,6 +206,8 @@ def _prepare(model, opts: EvaluationOptions, where: devices.Placement, group: di
               "device_kind": devices.device_kind(where.device)}
     if extra:   # only then: the state of a run without extra attacks keeps its config
         config["extra_attacks"] = recorded_settings(extra, n_iter)
+    if opts.bpda:   # likewise
+        config["bpda"] = list(opts.bpda)
     return _Run(resolved, x, y, examples, shard, eps_list, settings, job, config, worker_list, threads, notes)
 
 
@@ -249,6 +256,14 @@ def _evaluate(model, opts: EvaluationOptions, where: devices.Placement, group: d
             outcome, broken_at, extra_outcome = split_outcomes(outcome, broken_at, list(settings.extra))
             extra_info = provenance(list(settings.extra), run.config["extra_attacks"], extra_outcome, outcome)
         notes += [("autoattack", m) for r in records.values() for m in r["warnings"]]
+        diagnostics = None
+        if opts.diagnostics and group.is_main and len(examples):
+            with run.job.placed(where.device) as net:
+                eps_value = run.eps_list[main_eps_index(settings.threat_model, run.eps_list)][0]
+                diagnostics = evaluation_diagnostics(
+                    net, run.x[examples.start:examples.stop].to(where.device),
+                    run.y[examples.start:examples.stop].to(where.device), eps_value, settings.threat_model, outcome,
+                    n_iter=opts.n_iter, bpda=opts.bpda, version=opts.version, seed=opts.seed)
         earlier_s = sum(r["seconds"] for r in records.values() if r.get("resumed"))
         if tracker.resumed:
             notes.append(("harness", f"resumed: {tracker.resumed} chunk task(s) were finished by an earlier run; "
@@ -271,7 +286,8 @@ def _evaluate(model, opts: EvaluationOptions, where: devices.Placement, group: d
             shard=shard_info, numerics=config["numerics"], segments=[list(s) for s in segments],
             execution={"workers": len(used), "threads_per_worker": run.threads or torch.get_num_threads(),
                        "processes": group.world_size},
-            adversarial=adversarial, per_example_start=examples.start, extra_attacks=extra_info)
+            adversarial=adversarial, per_example_start=examples.start, extra_attacks=extra_info,
+            bpda=list(opts.bpda) or None, diagnostics=diagnostics)
         if out is not None and group.is_main:
             result.to_json(out)
             if len(run.eps_list) > 1:

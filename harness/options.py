@@ -103,6 +103,13 @@ class EvaluationOptions:
                                           cli={"callback": _comma_list, "metavar": "LIST"})
     repeats: int = _opt(1, "With --version rand: evaluate K times (seeds SEED..SEED+K-1) and keep each example's "
                            "worst case, e.g. --version rand --repeats 5.", cli={"type": int})
+    bpda: tuple[str, ...] = _opt((), "Attack through these modules with BPDA (module paths or class names, comma "
+                                     "list): their backward is the identity during the attacks, the forward pass, "
+                                     "the clean pass and every check stay exact, e.g. --bpda Quantize. The result "
+                                     "says so in its footnote.", cli={"callback": _comma_list, "metavar": "LIST"})
+    diagnostics: bool = _opt(True, "Attack-failure indicators on the first 32 examples (docs/diagnostics.md): a "
+                                   "diagnostics section with its verdict in the result.",
+                             flag="--diagnostics/--no-diagnostics")
 
     def __post_init__(self):
         for name in ("n_examples", "batch_size", "seed", "n_iter", "workers", "repeats"):
@@ -124,6 +131,10 @@ class EvaluationOptions:
             raise ConfigError(f"unknown AutoAttack version '{self.version}'; choose one of {', '.join(VERSIONS)}")
         object.__setattr__(self, "attacks", None if self.attacks is None else tuple(self.attacks))
         object.__setattr__(self, "extra_attacks", check_extra_attack_names(self.extra_attacks))
+        names = self.bpda.split(",") if isinstance(self.bpda, str) else self.bpda or ()
+        object.__setattr__(self, "bpda", tuple(n.strip() if isinstance(n, str) else n for n in names))
+        if not all(isinstance(name, str) and name for name in self.bpda):
+            raise ConfigError(f"--bpda takes module paths or class names, got {self.bpda!r}")
         if self.repeats > 1:
             if self.version != "rand":
                 raise ConfigError(f"--repeats needs --version rand (randomized defenses); the {self.version} "

@@ -129,3 +129,35 @@ def test_bpda_lowers_the_robust_accuracy_of_non_differentiable_models(build, mod
         plain = _robust_accuracy(model, x, y)
         through = _robust_accuracy(model, x, y, [module])
     assert through <= plain - gap, (plain, through)
+
+
+@pytest.mark.filterwarnings("ignore::harness.data.BundledSubsetWarning")
+def test_evaluate_attacks_through_bpda_and_says_so():
+    """``evaluate(..., bpda=[...])``: APGD-CE through the quantizer breaks what it could not, the clean accuracy
+    is the exact model's, the footnote names BPDA and the indicators, run under BPDA, are quiet. Broken by
+    entering ``bpda_modules`` around the clean pass only (engine/attack.py's ``run_task``)."""
+    from harness.evaluation import evaluate
+
+    kw = dict(n_examples=8, version="custom", attacks=["apgd-ce"], n_iter=5, workers=1, progress=False)
+    plain = evaluate(quantized_model(), **kw)
+    through = evaluate(quantized_model(), bpda="Quantize", **kw)
+    ev = through.evaluation
+    assert ev.clean_accuracy == plain.evaluation.clean_accuracy > ev.robust_accuracy
+    assert ev.robust_accuracy < plain.evaluation.robust_accuracy == plain.evaluation.clean_accuracy
+    assert ev.bpda == ["Quantize"] and "robust accuracy is due to APGD with BPDA through Quantize" in \
+        through.model_info.footnote
+    assert plain.evaluation.diagnostics["verdict"] == "warning" and ev.diagnostics["verdict"] == "ok"
+    assert evaluate(quantized_model(), diagnostics=False, **kw).evaluation.diagnostics is None
+
+
+@pytest.mark.filterwarnings("ignore::harness.data.BundledSubsetWarning")
+def test_evaluate_refuses_an_unknown_bpda_name_before_any_work(monkeypatch):
+    """Broken by leaving the check to the first attack chunk (the clean pass would run first)."""
+    import harness.evaluation
+    from harness.evaluation import evaluate
+
+    monkeypatch.setattr(harness.evaluation, "execute", lambda *a: pytest.fail("the evaluation started"))
+
+    with pytest.raises(ConfigError, match="'Quantise' matches no module"):
+        evaluate(quantized_model(), n_examples=4, bpda=["Quantise"], progress=False,
+                 workers=1, state_dir=None)

@@ -97,12 +97,15 @@ class Evaluation:
     adversarial: dict | None = None                  # {"path", "sha256", "count"} of --save-adversarial
     extra_attacks: dict | None = None                # attacks beyond AutoAttack (see ``beyond``)
     repeats: dict | None = None                      # --repeats K of a randomized defense (see ``repeats``)
+    bpda: list | None = None                         # modules attacked through with BPDA (harness.bpda)
+    # attack-failure indicators: {"verdict", "n_examples", "iterations", "indicators": [records]} (harness.diagnostics)
+    diagnostics: dict | None = None
 
     def config_key(self) -> dict:
         """The fields that must agree between shards of one evaluation."""
         key = {k: getattr(self, k) for k in ("model", "dataset", "threat_model", "eps", "n_examples", "data",
                                              "autoattack", "seed", "batch_size", "weights_sha256", "numerics",
-                                             "pooling")}
+                                             "pooling", "bpda")}
         key["curve"] = self.eps_list()
         return key
 
