@@ -172,3 +172,15 @@ def test_bpda_refuses_what_it_cannot_record_in_one_line(args, message):
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_evaluate_refuses_an_unknown_bpda_name_before_any_work(monkeypatch):
+    """A ``--bpda`` name that matches no module is one line before AutoAttack starts. Broken by leaving the check
+    to the BPDA stage (dropping ``find_modules`` from ``_prepare``): AutoAttack's stages would run first."""
+    import harness.engine.attack as engine
+
+    monkeypatch.setattr(engine, "run_attack", lambda *a: pytest.fail("an attack ran before the names were checked"))
+    result = CliRunner().invoke(main, ["evaluate", "cifar10-linf-tiny", "--n-examples", "4", "--workers", "1",
+                                       "--bpda", "Quantise"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "'Quantise' matches no module" in lines[0], result.output
