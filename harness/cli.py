@@ -82,6 +82,34 @@ def evaluate(model, as_json, **options):
                 click.echo(f"next: {line}")
 
 
+@main.command()
+@click.argument("model")
+@click_options
+@click.option("--sample", type=int, default=None,
+              help="Images of the sample run (default: 1 % of the run, at least one chunk per worker).")
+@click.option("--json", "as_json", is_flag=True, help="Print the projection as JSON on stdout.")
+def estimate(model, sample, as_json, **options):
+    """Project the passes and time of `evaluate MODEL ...` (same options) from a small sample run.
+
+    \b
+    Example:
+      score-harness estimate cifar10-linf-tiny --n-examples 1000 --batch-size 50
+      score-harness estimate cifar10-linf --data-dir ~/data --sample 200
+    """
+    import warnings
+
+    from .data import BundledSubsetWarning
+    from .estimate import describe, estimate as run
+
+    warnings.simplefilter("ignore", BundledSubsetWarning)
+    report = run(model, sample=sample, options=EvaluationOptions(**{**options, "progress": False}))
+    if as_json:
+        echo_json(report)
+    else:
+        for line in describe(report):
+            click.echo(line)
+
+
 def _echo_curve(ev, out) -> None:
     if len(ev.curve) < 2:
         return
