@@ -9,8 +9,9 @@ size times the share of the sample that entered the stage. Which examples
 survive to the later attacks is what varies from sample to run, so the range
 takes each share's 95 % Clopper-Pearson interval on the sample; a stage no
 sample image reached costs nothing in the projection and, at the range's top,
-the most expensive measured attack's seconds per image. The harness's checks
-scale with the run's images, the indicators cost what they cost on the sample
+the most expensive measured attack's seconds per image. The harness's
+determinism check scales with the run's images (its other checks are made once),
+the indicators cost what they cost on the sample
 (a fixed 32 examples; scaled up when the sample is smaller), and the time
 outside every stage (loading the model and images) is added as measured.
 """
@@ -27,6 +28,7 @@ from .options import EvaluationOptions
 from .verification import clopper_pearson
 
 PASS_KINDS = ("forward", "forward_grad", "backward")
+SCALED_CHECKS = ("determinism",)   # made on every attacked image; the others once per run or segment
 DEFAULT_SHARE = 0.01
 
 
@@ -69,38 +71,46 @@ def _parallel(images: float, batch_size: int, workers: int) -> int:
     return max(1, min(workers, math.ceil(images / batch_size)))
 
 
+def _run_checks(checks: dict, n_run: int, n_sample: int, workers: int) -> dict:
+    """The run's checks from the sample's: the determinism check scales with the run's images (shared by its
+    workers, like the stages); the others are made once."""
+    out = {**_passes({}), "seconds": 0.0}
+    for name, part in checks.items():
+        scale, sharing = (n_run / n_sample, workers) if name in SCALED_CHECKS else (1.0, 1)
+        for kind in PASS_KINDS:
+            out[kind] += part.get(kind, 0) * scale
+        out["seconds"] += part.get("seconds", 0.0) * scale / sharing
+    return out
+
+
 def project(cost: dict, n_sample: int, n_run: int, overhead_s: float, batch_size: int, workers: int = 1,
             diagnostics_examples: int = 32) -> dict:
     """The run's passes and wall seconds from the sample's ``cost`` (``evaluation.cost``; see the module
     docstring). A stage's seconds are summed over the workers that ran its chunks; its wall time divides them
     by the workers its chunks keep busy."""
-    def per_image(s: dict) -> float:
-        return s["seconds"] / s["images"]
-
+    rates = {s["stage"]: s["seconds"] / s["images"] for s in cost["stages"] if s["images"]}
+    top = max((r for stage, r in rates.items() if stage != "clean"), default=0.0)
     stages = []
-    top = max((per_image(s) for s in cost["stages"] if s["images"] and s["stage"] != "clean"), default=0.0)
     for s in cost["stages"]:
         k = s["images"]
         low, high = clopper_pearson(k, n_sample)
         images = (n_run * low, n_run * k / n_sample, n_run * high)
-        rate = per_image(s) if k else None
+        rate = s["seconds"] / k if k else None
         seconds = tuple(i * (rate if rate is not None else (top if j == 2 else 0.0))
                         / _parallel(i, batch_size, workers) for j, i in enumerate(images))
         stages.append(StageProjection(s["stage"], s.get("eps"), k, images,
                                       _passes(s, 1 / k) if k else _passes({}), rate, seconds))
-    scale_checks = n_run / n_sample / workers   # in every chunk, like the stages
-    diag, cost_checks = cost.get("diagnostics") or {}, cost.get("checks") or {}
-    scale_diag = diagnostics_examples / min(diagnostics_examples, n_sample)
-    fixed = [("checks", cost_checks, scale_checks), ("diagnostics", diag, scale_diag)]
-    total_seconds = [overhead_s + sum(st.seconds[j] for st in stages)
-                     + sum(part.get("seconds", 0.0) * scale for _, part, scale in fixed) for j in range(3)]
-    passes = {kind: sum(st.images[1] * st.passes_per_image[kind] for st in stages)
-              + cost_checks.get(kind, 0) * n_run / n_sample + diag.get(kind, 0) * scale_diag for kind in PASS_KINDS}
-    return {"n_sample": n_sample, "n_run": n_run, "stages": [st.to_dict() for st in stages],
-            "checks": _passes(cost_checks, n_run / n_sample) | {"seconds": cost_checks.get("seconds", 0.0) * scale_checks},
-            "diagnostics": _passes(diag, scale_diag) | {"seconds": diag.get("seconds", 0.0) * scale_diag},
-            "overhead_s": overhead_s, "passes": {k: round(v) for k, v in passes.items()},
-            "seconds": {"low": total_seconds[0], "expected": total_seconds[1], "high": total_seconds[2]}}
+    checks = _run_checks(cost.get("checks") or {}, n_run, n_sample, workers)
+    diag = cost.get("diagnostics") or {}
+    scale = diagnostics_examples / min(diagnostics_examples, n_sample)
+    diag = {**_passes(diag, scale), "seconds": diag.get("seconds", 0.0) * scale}
+    seconds = [overhead_s + sum(st.seconds[j] for st in stages) + checks["seconds"] + diag["seconds"]
+               for j in range(3)]
+    passes = {kind: round(sum(st.images[1] * st.passes_per_image[kind] for st in stages) + checks[kind] + diag[kind])
+              for kind in PASS_KINDS}
+    return {"n_sample": n_sample, "n_run": n_run, "stages": [st.to_dict() for st in stages], "checks": checks,
+            "diagnostics": diag, "overhead_s": overhead_s, "passes": passes,
+            "seconds": dict(zip(("low", "expected", "high"), seconds))}
 
 
 def estimate(model, *, sample: int | None = None, options: EvaluationOptions | None = None, **keywords) -> dict:
@@ -132,7 +142,7 @@ def estimate(model, *, sample: int | None = None, options: EvaluationOptions | N
     cost = result.evaluation.cost
     sample_workers = result.evaluation.execution["workers"]
     measured = sum(s["seconds"] / _parallel(s["images"], opts.batch_size, sample_workers) for s in cost["stages"]) \
-        + sum((cost.get(k) or {}).get("seconds", 0.0) for k in ("checks", "diagnostics"))
+        + sum(part["seconds"] for part in cost["checks"].values()) + (cost["diagnostics"] or {}).get("seconds", 0.0)
     report = project(cost, n_sample, resolved_n, max(0.0, wall - measured), opts.batch_size, workers)
     if runs > 1:   # --repeats K: K runs of the same cost (the indicators run once)
         for key in ("low", "expected", "high"):

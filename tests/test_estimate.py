@@ -17,22 +17,24 @@ COST = {"stages": [
      "seconds": 5.0},
     {"stage": "square", "eps": "8/255", "images": 0, "forward": 0, "forward_grad": 0, "backward": 0,
      "seconds": 0.0}],
-    "checks": {"forward": 20, "forward_grad": 0, "backward": 0, "seconds": 0.5},
+    "checks": {"model": {"forward": 5, "forward_grad": 0, "backward": 0, "seconds": 0.2},
+               "determinism": {"forward": 15, "forward_grad": 0, "backward": 0, "seconds": 0.3}},
     "diagnostics": {"forward": 40, "forward_grad": 300, "backward": 300, "seconds": 8.0}}
 
 
 def test_each_stage_scales_with_the_run_times_the_share_that_entered_it():
     """100 images projected from 10: the clean pass 100 images, APGD-CE the 50 that the sample's half-share
-    predicts, Square none; checks scale with the run, the indicators (32 examples) by 32/10 of the sample's.
+    predicts, Square none; the determinism check scales with the run, the check before the run does not, the
+    indicators (32 examples) by 32/10 of the sample's.
     Broken by scaling a stage by the sample's entering images instead of their share (x100 too much), by
     scaling the indicators like the checks, or by leaving out the overhead."""
     report = project(COST, n_sample=10, n_run=100, overhead_s=2.0, batch_size=10, workers=1)
     by_stage = {s["stage"]: s for s in report["stages"]}
     assert by_stage["clean"]["images"][1] == 100 and by_stage["apgd-ce"]["images"][1] == 50
     assert by_stage["square"]["images"][1] == 0
-    expected = 2.0 + 100 * 0.1 + 50 * 1.0 + 0.5 * 10 + 8.0 * 32 / 10
+    expected = 2.0 + 100 * 0.1 + 50 * 1.0 + 0.2 + 0.3 * 10 + 8.0 * 32 / 10
     assert report["seconds"]["expected"] == pytest.approx(expected)
-    assert report["passes"] == {"forward": 100 + 50 * 2 + 20 * 10 + round(40 * 3.2),
+    assert report["passes"] == {"forward": 100 + 50 * 2 + 5 + 15 * 10 + round(40 * 3.2),
                                 "forward_grad": 50 * 100 + round(300 * 3.2), "backward": 50 * 100 + round(300 * 3.2)}
 
 
