@@ -36,7 +36,8 @@ def consistent_with(claimed: float, k: int, n: int, confidence: float = 0.95) ->
 class VerifyReport:
     """Outcome of ``verify``: percentages, the interval used, the verdict, and the indicators recorded and re-checked.
 
-    ``verified`` only when the claim is consistent and neither indicator verdict warns or they agree.
+    ``verified``: the claim is consistent, neither indicator verdict warns and a recorded verdict is the
+    re-checked one.
     """
 
     result: str
