@@ -28,6 +28,9 @@ PER_ATTACK = "tests/test_harness_per_attack.py::test_each_attack_breaks_what_one
 EDGES = "tests/test_result_edges.py::"
 BPDA = "tests/test_bpda.py::"
 DIAG = "tests/test_diagnostics.py::"
+BOARD = "tests/test_harness_leaderboard.py::"
+VERIFY = "tests/test_harness_verification.py::"
+MERGED = "tests/test_harness_evaluate.py::test_merged_shards_keep_every_shards_indicators_under_the_worst_verdict"
 
 # (file, old, new, pytest arguments): each old text occurs exactly once in its file.
 MUTATIONS = [
@@ -51,27 +54,28 @@ MUTATIONS = [
     ("harness/repeats.py", "for r in runs if r.evaluation.per_example",
      "for r in runs[-1:] if r.evaluation.per_example",
      ["tests/test_repeats.py::test_each_example_keeps_its_worst_case_not_the_last_or_any_one_repeat"]),
-    ("zoo/fileio.py", """    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)""", """    Path(path).write_bytes(data)""",
+    ("zoo/fileio.py", """    with atomic_file(path) as f:
+        f.write(data)""", """    with open(path, "wb") as f:
+        f.write(data)""",
      ["tests/test_durability.py", "-k", "atomic_write_bytes"]),
-    ("harness/engine/state.py", """        with atomic_path(self.task_path(task)) as tmp:
-            torch.save(record, tmp)""", """        torch.save(record, self.task_path(task))""",
+    ("harness/engine/state.py", "        with atomic_file(self.task_path(task)) as f:",
+     '        with open(self.task_path(task), "wb") as f:',
      ["tests/test_durability.py::test_an_evaluation_killed_while_writing_a_state_file_resumes"]),
     ("training/trainer.py", "            self.ema.copy_buffers(self.raw)", "            pass",
      ["tests/test_training_release.py::test_released_average_has_the_live_models_batchnorm_statistics"]),
     ("training/trainer.py",
      """        set_rng_state(ckpt["rng"][min(self.group.rank, len(ckpt["rng"]) - 1)], self.device)\n""", "",
      ["tests/test_training_release.py::test_resume_continues_the_global_random_stream_of_a_model_with_dropout"]),
-    ("training/run_state.py", """    with atomic_path(path) as tmp:
-        torch.save(state, tmp)""", """    torch.save(state, path)""",
+    ("training/run_state.py", "    with atomic_file(path) as f:", '    with open(path, "wb") as f:',
      ["tests/test_durability.py", "-k", "checkpoint"]),
     ("harness/merge.py", 'key=lambda i: shards[i].evaluation.shard["start"]', "key=lambda i: names[i]",
      [EDGES + "test_eleven_shards_given_in_shell_order_merge_in_example_order"]),
     ("harness/threat_models.py", "if frac.denominator == 255 or 255 % frac.denominator == 0:",
      "if frac.denominator == 255:", [EDGES + "test_linf_eps_is_written_back_as_k_over_255_when_it_is_one"]),
-    ("zoo/eligibility.py", 'if settings["n_iter"]:', 'if settings["n_iter"] and settings["n_iter"] < 10:',
+    ("zoo/eligibility.py", 'if evaluation.autoattack.get("n_iter"):',
+     'if evaluation.autoattack.get("n_iter") and evaluation.autoattack["n_iter"] < 10:',
      [EDGES + "test_ten_iterations_are_still_reduced_and_the_bundled_subset_is_never_eligible"]),
-    ("harness/evaluation.py", '"leaderboard_eligible": data_dir is not None and n_examples is None',
+    ("harness/evaluation.py", '"leaderboard_eligible": official and n_examples is None',
      '"leaderboard_eligible": n_examples is None',
      [EDGES + "test_ten_iterations_are_still_reduced_and_the_bundled_subset_is_never_eligible"]),
     ("harness/beyond.py", 'extra["robust_accuracy"] >= evaluation.robust_accuracy',
@@ -121,6 +125,30 @@ MUTATIONS = [
      [DIAG + "test_an_attack_still_gaining_with_more_iterations_is_flagged_by_non_convergence"]),
     ("harness/diagnostics.py", "outputs = [model(x) for _ in range(passes)]", "outputs = [model(x)] * passes",
      [DIAG + "test_randomized_model_is_flagged_by_randomness_unless_evaluated_as_rand"]),
+    ("harness/leaderboard.py", "[RANDOMIZED_MARK] * _randomized(row) + [WARNING_MARK] * _flagged(row)",
+     "[RANDOMIZED_MARK] * _randomized(row)",
+     [BOARD + "test_a_row_whose_indicators_warn_is_flagged_in_markdown_and_json_and_ranked_by_its_figure"]),
+    ("harness/leaderboard.py", "if row.evaluation is not None else NOT_CHECKED", 'if row.evaluation is not None else "ok"',
+     [BOARD + "test_a_row_whose_indicators_warn_is_flagged_in_markdown_and_json_and_ranked_by_its_figure"]),
+    ("harness/leaderboard.py", "order = sorted(group, key=lambda r: r.value, reverse=True)",
+     "order = sorted(group, key=lambda r: (not _flagged(r), r.value), reverse=True)",
+     [BOARD + "test_a_row_whose_indicators_warn_is_flagged_in_markdown_and_json_and_ranked_by_its_figure"]),
+    ("harness/leaderboard.py", '"verdict": ev.diagnostics_verdict() if ev else None,',
+     '"verdict": ev.diagnostics_verdict() if ev else "ok",',
+     [BOARD + "test_zoo_entries_without_indicators_are_not_checked"]),
+    ("harness/leaderboard.py", '["apart"] * (not row.eligible) + ["warn"] * _flagged(row)', '["apart"] * (not row.eligible)',
+     [BOARD + "test_html_page_flags_a_warning_row_in_headless_chromium"]),
+    ("zoo/cards.py", '"diagnostics": ev.diagnostics_text(),', '"diagnostics": ev.diagnostics_verdict(),',
+     ["tests/test_cards.py::test_each_evaluation_in_the_card_states_its_attack_failure_verdict"]),
+    ("zoo/results.py", '            return "not checked"', '            return "ok"',
+     ["tests/test_cards.py::test_each_evaluation_in_the_card_states_its_attack_failure_verdict"]),
+    ("harness/verification.py", 'else "CONSISTENT" if self.verified else "FLAGGED"',
+     'else "CONSISTENT" if self.consistent else "FLAGGED"',
+     [VERIFY + "test_verify_rechecks_the_indicators_and_a_warning_is_no_clean_verification"]),
+    ("harness/verification.py", "    if old is not None and new != old:", "    if False:",
+     [VERIFY + "test_verify_reports_a_rechecked_verdict_that_differs_from_the_recorded_one"]),
+    ("harness/merge.py", '"verdict": WARNING if WARNING in verdicts else OK', '"verdict": verdicts[0]', [MERGED]),
+    ("zoo/results.py", 'return [s for s in d["shards"] if s] if "shards" in d else [d]', "return [d]", [MERGED]),
 ]
 
 

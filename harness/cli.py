@@ -72,14 +72,20 @@ def evaluate(model, as_json, **options):
                        + f"; worst case per example {ev.robust_accuracy:.2f}%")
         if ev.adversarial:
             click.echo(f"adversarial examples: {ev.adversarial['count']} -> {ev.adversarial['path']}")
-        if ev.diagnostics:
-            from .diagnostics import advice
+        _echo_diagnostics(ev)
 
-            fired = [r["name"] for r in ev.diagnostics["indicators"] if r["verdict"] == "warning"]
-            click.echo(f"attack-failure indicators: {ev.diagnostics['verdict']}"
-                       + (f" ({', '.join(fired)}): this robust accuracy is not a robustness claim" if fired else ""))
-            for line in advice(ev.diagnostics["indicators"]):
-                click.echo(f"next: {line}")
+
+def _echo_diagnostics(ev) -> None:
+    """The attack-failure indicators' verdict and, where they warn, what to do next."""
+    if ev.diagnostics_verdict() is None:
+        return
+    from .diagnostics import next_steps
+
+    fired = ev.fired_indicators()
+    click.echo(f"attack-failure indicators: {ev.diagnostics_text()}"
+               + (": this robust accuracy is not a robustness claim" if fired else ""))
+    for line in next_steps(fired):
+        click.echo(f"next: {line}")
 
 
 @main.command()
@@ -147,6 +153,7 @@ def merge(shards, out, as_json):
         click.echo(f"merged {len(shards)} shards: clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% "
                    f"on {ev.n_examples} examples -> {out}")
         _echo_curve(ev, out)
+        _echo_diagnostics(ev)
 
 
 @main.command()
@@ -207,7 +214,8 @@ def leaderboard(folder, include_zoo, dataset, threat_model, together, fmt, out, 
 def verify(result, n_examples, model, device, data_dir, confidence, workers, as_json):
     """Re-evaluate a prefix of RESULT and check its claimed robust accuracy (Clopper-Pearson).
 
-    Exits 1 when the claim is inconsistent.
+    Exits 1 when the claim is inconsistent, or when the attack-failure indicators (recorded or re-run on the
+    prefix) warn or their verdicts differ.
 
     \b
     Example:
@@ -221,7 +229,7 @@ def verify(result, n_examples, model, device, data_dir, confidence, workers, as_
         echo_json(report.to_dict())
     else:
         click.echo(report.summary())
-    if not report.consistent:
+    if not report.verified:
         sys.exit(1)
 
 
