@@ -32,6 +32,8 @@ from zoo.fileio import read_json
 
 from zoo.results import EVALUATION_KEY, EvaluationResult, as_float
 
+from .cost import passes_text
+
 FORMATS = ("md", "html", "json")
 # robustbench.utils.ACC_FIELDS: the first field a file has ranks it.
 RANK_FIELDS = {"Linf": ("external", "autoattack_acc"), "L2": ("external", "autoattack_acc"),
@@ -369,6 +371,8 @@ def render_html(board: Leaderboard, together: bool = False, title: str = "Robust
                             else e(_title(row)))
                 if row.info.get("footnote"):
                     cells[2] += f'<br><span class="note">{e(str(row.info["footnote"]))}</span>'
+                if cost := (row.info.get(EVALUATION_KEY) or {}).get("cost"):
+                    cells[2] += f'<br><span class="note">cost: {e(passes_text(cost["total"]))}</span>'
                 numeric = {0, 3, 4, 5} if not row.corruptions else {0, 3, 4}
                 body.append(f'<tr class="{"" if row.eligible else "apart"}" data-key="{e(row.key)}">'
                             + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
