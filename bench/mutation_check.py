@@ -28,6 +28,7 @@ PER_ATTACK = "tests/test_harness_per_attack.py::test_each_attack_breaks_what_one
 EDGES = "tests/test_result_edges.py::"
 BPDA = "tests/test_bpda.py::"
 DIAG = "tests/test_diagnostics.py::"
+PASSES = "tests/test_passes.py::"
 
 # (file, old, new, pytest arguments): each old text occurs exactly once in its file.
 MUTATIONS = [
@@ -112,6 +113,17 @@ MUTATIONS = [
      [DIAG + "test_an_attack_still_gaining_with_more_iterations_is_flagged_by_non_convergence"]),
     ("harness/diagnostics.py", "outputs = [model(x) for _ in range(passes)]", "outputs = [model(x)] * passes",
      [DIAG + "test_randomized_model_is_flagged_by_randomness_unless_evaluated_as_rand"]),
+    ("harness/engine/passes.py", "n, part = _images(args, output), self.current", "n, part = 1, self.current",
+     [PASSES + "test_the_attacks_do_the_passes_of_one_bare_autoattack_call"]),
+    ("harness/engine/attack.py", '                with meter.part("determinism"):', "                if True:",
+     [PASSES + "test_the_attacks_do_the_passes_of_one_bare_autoattack_call"]),
+    ("harness/engine/attack.py", "    with torch.enable_grad():   # as in the bare call",
+     "    with torch.no_grad():   # as in the bare call",
+     [PASSES + "test_the_attacks_do_the_passes_of_one_bare_autoattack_call"]),
+    ("harness/cost.py", '        parts = dict(record["passes"])', '        if record.get("resumed"):\n            continue\n'
+     '        parts = dict(record["passes"])', [PASSES + "test_a_resumed_run_and_merged_shards_count_every_task_once"]),
+    ("harness/cost.py", 'seconds = cost["total"]["seconds"]', 'seconds = sum(r["seconds"] for r in cost["stages"])',
+     [PASSES + "test_profile_prints_a_row_per_stage_whose_shares_add_up"]),
 ]
 
 
