@@ -11,13 +11,16 @@ Same model, images, eps and AutoAttack seed (0) in every arm:
 - per-batch: pyautoattack's ``run_standard_evaluation`` once per batch (what the harness
   did before pooling, and what a naive loop does).
 - harness: ``harness.evaluate`` with its defaults (local worker processes, channels_last,
-  checks, state files, provenance).
+  checks, state files, provenance, the attack-failure indicators).
+- floor: the model alone doing the harness run's image passes (its ``evaluation.cost``) in
+  batches of ``--batch-size`` on random images, over the harness's workers and threads: how
+  close the engine comes to pure model compute (``harness / floor``).
 
 Every arm is warmed up first (a 2-image run) so none pays first-call costs the other does
 not. On CUDA every arm uses the one GPU of ``--device`` (figures are per GPU) and the
 device that ran is synchronised before the clock stops.
 
-    python bench/bench_harness_speedup.py --model cifar10-linf-tiny --n 256 --batch-size 32
+    python bench/bench_harness_speedup.py --model cifar10-linf-tiny --n 1000 --batch-size 50 --skip-per-batch
     python bench/bench_harness_speedup.py --model cifar10-linf-tiny --n 1000 --batch-size 250 --device cuda:0
 
 ``--n-iter`` (fewer attack iterations, every arm) is for a quick smoke run only.
@@ -38,6 +41,7 @@ from pyautoattack import AutoAttack
 import zoo
 from harness.engine.attack import set_iterations
 from harness.data import load_tensors
+from harness.cost import profile_table
 from harness.evaluation import evaluate
 from harness.threat_models import resolve_eps
 from zoo.devices import cpu_cores, cpu_name, resolve_device
@@ -115,7 +119,8 @@ def per_batch(model, x, y, args, eps: float) -> tuple[list[bool], float]:
     return robust, time.perf_counter() - t0
 
 
-def harness_run(args, eps_text: str, n: int) -> tuple[list[bool], float, str]:
+def harness_run(args, eps_text: str, n: int):
+    """The harness with its defaults: (per-example robust flags, seconds, result)."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         result = evaluate(args.model, "cifar10", args.threat_model, eps_text, n, batch_size=args.batch_size,
@@ -123,7 +128,64 @@ def harness_run(args, eps_text: str, n: int) -> tuple[list[bool], float, str]:
                           out=os.path.join(tmp, "r.json"), progress=False)
         _sync(args.device)
         seconds = time.perf_counter() - t0
-    return result.evaluation.robust_flags(), seconds, result.evaluation.device
+    return result.evaluation.robust_flags(), seconds, result
+
+
+def _replay_share(model_spec: str, device: str, threads: int, channels_last: bool, work: list[tuple[int, int, int]],
+                  batch_size: int) -> float:
+    """One worker's share of the floor: ``work`` holds (forward, forward_grad, backward) image passes per stage,
+    replayed in batches of ``batch_size`` on random images; returns the seconds of the replay alone."""
+    torch.set_num_threads(threads)
+    model = zoo.load_model(model_spec, device=device).eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def batch(n: int, grad: bool) -> torch.Tensor:
+        return torch.rand(n, 3, 32, 32, device=device).contiguous(memory_format=fmt).requires_grad_(grad)
+
+    def sizes(total: int):
+        return [min(batch_size, total - lo) for lo in range(0, total, batch_size)]
+
+    with torch.no_grad():   # warm-up
+        model(batch(min(batch_size, 8), False))
+    _sync(device)
+    t0 = time.perf_counter()
+    for forward, forward_grad, backward in work:
+        with torch.no_grad():
+            for n in sizes(forward):
+                model(batch(n, False))
+        pairs = min(forward_grad, backward)
+        for n in sizes(pairs):
+            model(batch(n, True)).sum().backward()
+        for n in sizes(forward_grad - pairs):
+            model(batch(n, True))
+        for n in sizes(backward - pairs):   # more backward than forward passes (FAB): backward on one graph
+            x = batch(n, True)
+            model(x).sum().backward()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def floor_replay(args, result) -> float:
+    """The floor: the model alone doing the harness run's image passes (``evaluation.cost``), in batches of
+    ``--batch-size``, over the same workers and threads; the slowest worker's seconds."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    ev = result.evaluation
+    workers, threads = ev.execution["workers"], ev.execution["threads_per_worker"]
+    parts = [*ev.cost["stages"], *ev.cost["checks"].values(), *([ev.cost["diagnostics"]] if ev.cost["diagnostics"]
+                                                                 else [])]
+    shares = [[(p["forward"] // workers, p["forward_grad"] // workers, p["backward"] // workers) for p in parts]
+              for _ in range(workers)]
+    channels_last = ev.numerics.get("channels_last", False)
+    if workers == 1:
+        return _replay_share(args.model, args.device, threads, channels_last, shares[0], args.batch_size)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_replay_share, args.model, args.device, threads, channels_last, share, args.batch_size)
+                   for share in shares]
+        return max(f.result() for f in futures)
 
 
 def main() -> None:
@@ -136,6 +198,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=None, help="Default: the bundled CIFAR-10 subset.")
     p.add_argument("--repeats", type=int, default=1, help="Timed runs of each arm (median and range reported).")
     p.add_argument("--skip-per-batch", action="store_true", help="Leave out the per-batch arm.")
+    p.add_argument("--skip-floor", action="store_true", help="Leave out the model-only replay of the passes.")
     p.add_argument("--n-iter", type=int, default=None, help="Smoke runs only: fewer attack iterations.")
     args = p.parse_args()
     args.device = resolve_device(args.device)
@@ -152,13 +215,16 @@ def main() -> None:
     harness_run(args, eps_text, 2)
 
     flags, times = {}, {name: [] for name in [*arms, "harness (defaults)"]}
-    label = ""
+    floors: list[float] = []
     for _ in range(args.repeats):
         for name, fn in arms.items():
             flags[name], seconds = fn(x, y)
             times[name].append(seconds)
-        flags["harness (defaults)"], seconds, label = harness_run(args, eps_text, args.n)
+        flags["harness (defaults)"], seconds, result = harness_run(args, eps_text, args.n)
         times["harness (defaults)"].append(seconds)
+        if not args.skip_floor:
+            floors.append(floor_replay(args, result))
+        label = result.evaluation.device
 
     where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
              else f"{cpu_name()}, {cpu_cores()} cores")
@@ -176,6 +242,13 @@ def main() -> None:
     base = statistics.median(times["harness (defaults)"])
     for name in arms:
         print(f"speed-up over {name}: {statistics.median(times[name]) / base:.2f}x")
+    if floors:
+        total = result.evaluation.cost["total"]
+        print(f"floor (the model alone doing the harness's {total['forward']:,} forward, {total['forward_grad']:,} "
+              f"forward-with-grad and {total['backward']:,} backward image passes, same workers and threads): "
+              f"{statistics.median(floors):.1f} s; harness / floor = {base / statistics.median(floors):.2f}x")
+    print("where the harness's time went (its last run):")
+    print("\n".join(profile_table(result.evaluation.cost)))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from zoo.errors import ConfigError
 from zoo.results import DESCRIPTIVE_KEYS, Evaluation, EvaluationResult, ModelInfo, curve_points, fmt_acc
 
 from .beyond import apply_external
-from .bpda import BPDA_FOOTNOTE
 from .cost import summed_cost
 from .threat_models import main_eps_index
 
@@ -71,10 +70,6 @@ def assemble(resolved, model_info: dict | None, *, outcome: list, broken_at: lis
                             curve=curve, randomized=randomized, **fields)
     info = build_model_info(resolved, fields["dataset"], main["eps_text"], clean, main["robust_accuracy"],
                             model_info, base=base, randomized=randomized)
-    if evaluation.bpda:
-        note = f"The {BPDA_FOOTNOTE} through {', '.join(evaluation.bpda)}."
-        if note not in (info.footnote or ""):
-            info.footnote = f"{info.footnote} {note}" if info.footnote else note
     if evaluation.extra_attacks or info.external:
         apply_external(info, evaluation)
     return EvaluationResult(info, evaluation)

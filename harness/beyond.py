@@ -9,6 +9,8 @@ the run without extra attacks; the extra attacks are recorded apart, in
 ``evaluation.extra_attacks``, and when they lower the robust accuracy the result
 sets RobustBench's ``external`` (two decimals) and a footnote naming the method,
 so a leaderboard ranks it by the best known robust accuracy, as RobustBench does.
+``--bpda MODULES`` is one such attack (``apgd-bpda``: APGD through the modules),
+with RobustBench's footnote "The robust accuracy is due to APGD with BPDA".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from zoo.errors import ConfigError
 from zoo.results import Evaluation, ModelInfo, fmt_acc, percent
 
+from .bpda import BPDA_FOOTNOTE
 from .extra_attacks import EXTRA_ATTACKS
 
 
@@ -51,14 +54,16 @@ def method(attacks: list[str]) -> str:
     return "AutoAttack + " + " + ".join(EXTRA_ATTACKS[a].citation for a in attacks)
 
 
-def footnote(attacks: list[str]) -> str:
-    return f"External evaluation: {method(attacks)}."
+def footnote(attacks: list[str], bpda: list[str] | None = None) -> str:
+    """The footnote of an ``external`` figure; with BPDA, RobustBench's sentence naming the modules."""
+    note = f"External evaluation: {method(attacks)}."
+    return f"{note} The {BPDA_FOOTNOTE} through {', '.join(bpda)}." if bpda else note
 
 
 def apply_external(info: ModelInfo, evaluation: Evaluation) -> ModelInfo:
     """Set ``external`` and its footnote when the extra attacks lower the robust accuracy (else clear them)."""
     extra = evaluation.extra_attacks
-    note = footnote(extra["attacks"]) if extra else None
+    note = footnote(extra["attacks"], evaluation.bpda) if extra else None
     if info.footnote and note and note in info.footnote:   # a merged or re-assembled result: re-derived below
         info.footnote = info.footnote.replace(note, "").strip() or None
     info.external = None

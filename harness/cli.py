@@ -73,14 +73,48 @@ def evaluate(model, as_json, **options):
                        + f"; worst case per example {ev.robust_accuracy:.2f}%")
         if ev.adversarial:
             click.echo(f"adversarial examples: {ev.adversarial['count']} -> {ev.adversarial['path']}")
-        if ev.diagnostics:
-            from .diagnostics import advice
+        _echo_diagnostics(ev)
 
-            fired = [r["name"] for r in ev.diagnostics["indicators"] if r["verdict"] == "warning"]
-            click.echo(f"attack-failure indicators: {ev.diagnostics['verdict']}"
-                       + (f" ({', '.join(fired)}): this robust accuracy is not a robustness claim" if fired else ""))
-            for line in advice(ev.diagnostics["indicators"]):
-                click.echo(f"next: {line}")
+
+def _echo_diagnostics(ev) -> None:
+    """The attack-failure indicators' verdict and, where they warn, what to do next."""
+    if ev.diagnostics_verdict() is None:
+        return
+    from .diagnostics import next_steps
+
+    fired = ev.fired_indicators()
+    click.echo(f"attack-failure indicators: {ev.diagnostics_text()}"
+               + (": this robust accuracy is not a robustness claim" if fired else ""))
+    for line in next_steps(fired):
+        click.echo(f"next: {line}")
+
+
+@main.command()
+@click.argument("model")
+@click_options
+@click.option("--sample", type=int, default=None,
+              help="Images of the sample run (default: 1 % of the run, at least one chunk per worker).")
+@click.option("--json", "as_json", is_flag=True, help="Print the projection as JSON on stdout.")
+def estimate(model, sample, as_json, **options):
+    """Project the passes and time of `evaluate MODEL ...` (same options) from a small sample run.
+
+    \b
+    Example:
+      score-harness estimate cifar10-linf-tiny --n-examples 1000 --batch-size 50
+      score-harness estimate cifar10-linf --data-dir ~/data --sample 200
+    """
+    import warnings
+
+    from .data import BundledSubsetWarning
+    from .estimate import describe, estimate as run
+
+    warnings.simplefilter("ignore", BundledSubsetWarning)
+    report = run(model, sample=sample, options=EvaluationOptions(**{**options, "progress": False}))
+    if as_json:
+        echo_json(report)
+    else:
+        for line in describe(report):
+            click.echo(line)
 
 
 def _echo_curve(ev, out) -> None:
@@ -127,6 +161,7 @@ def merge(shards, out, as_json):
         click.echo(f"merged {len(shards)} shards: clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% "
                    f"on {ev.n_examples} examples -> {out}")
         _echo_curve(ev, out)
+        _echo_diagnostics(ev)
         _echo_cost(ev)
 
 
@@ -188,7 +223,8 @@ def leaderboard(folder, include_zoo, dataset, threat_model, together, fmt, out, 
 def verify(result, n_examples, model, device, data_dir, confidence, workers, as_json):
     """Re-evaluate a prefix of RESULT and check its claimed robust accuracy (Clopper-Pearson).
 
-    Exits 1 when the claim is inconsistent.
+    Exits 1 when the claim is inconsistent, or when the attack-failure indicators (recorded or re-run on the
+    prefix) warn or their verdicts differ.
 
     \b
     Example:
@@ -202,7 +238,7 @@ def verify(result, n_examples, model, device, data_dir, confidence, workers, as_
         echo_json(report.to_dict())
     else:
         click.echo(report.summary())
-    if not report.consistent:
+    if not report.verified:
         sys.exit(1)
 
 

@@ -103,7 +103,12 @@ def verdict(records: Iterable[dict]) -> str:
 
 def advice(records: Iterable[dict]) -> list[str]:
     """What to do next, one line per indicator that warns."""
-    return [f"{r['name']}: {ADVICE[r['name']]}" for r in records if r["verdict"] == WARNING]
+    return next_steps(r["name"] for r in records if r["verdict"] == WARNING)
+
+
+def next_steps(names: Iterable[str]) -> list[str]:
+    """What to do next about the indicators ``names`` (those that warn), one line each."""
+    return [f"{name}: {ADVICE[name]}" for name in names]
 
 
 def _percent(count: int, total: int) -> float:

@@ -42,7 +42,7 @@ from .models import ResolvedModel, resolve_model
 from .engine.numerics import choose_numerics
 from .engine.passes import counting_passes
 from .engine.shards import parse_shard, shard_range
-from .extra_attacks import check_extra_attacks_fit, recorded_settings
+from .extra_attacks import BPDA_ATTACK, check_extra_attacks_fit, recorded_settings
 from .options import EvaluationOptions
 from .repeats import combine
 from .engine.stages import StagePlan
@@ -171,7 +171,7 @@ def _prepare(model, opts: EvaluationOptions, where: devices.Placement, group: di
     threat_model = check_threat_model(opts.threat_model or resolved.defaults.get("threat_model", "Linf"))
     eps_list = resolve_eps_list(threat_model, opts.eps)
     attack_list = attacks_for(opts.version, threat_model, opts.attacks)
-    extra = opts.extra_attacks
+    extra = opts.extra_attacks + ((BPDA_ATTACK,) if opts.bpda else ())
     check_extra_attacks_fit(extra, len(eps_list), threat_model)
     if len(eps_list) > 1 and opts.version == "rand":
         raise ConfigError("an eps list needs a deterministic model, but --version rand is for randomized defenses "
@@ -267,10 +267,12 @@ def _evaluate(model, opts: EvaluationOptions, where: devices.Placement, group: d
         if opts.diagnostics and group.is_main and len(examples):
             with run.job.placed(where.device) as net, counting_passes(net, "diagnostics") as meter:
                 eps_value = run.eps_list[main_eps_index(settings.threat_model, run.eps_list)][0]
+                # with BPDA the indicators judge the attacks through it (Square then runs on their survivors)
                 diagnostics = evaluation_diagnostics(
                     net, run.x[examples.start:examples.stop].to(where.device),
-                    run.y[examples.start:examples.stop].to(where.device), eps_value, settings.threat_model, outcome,
-                    n_iter=opts.n_iter, bpda=opts.bpda, version=opts.version, seed=opts.seed)
+                    run.y[examples.start:examples.stop].to(where.device), eps_value, settings.threat_model,
+                    None if opts.bpda else outcome, n_iter=opts.n_iter, bpda=opts.bpda, version=opts.version,
+                    seed=opts.seed)
             diagnostics_cost = meter.parts()["diagnostics"]
         earlier_s = sum(r["seconds"] for r in records.values() if r.get("resumed"))
         if tracker.resumed:

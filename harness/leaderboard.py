@@ -14,6 +14,10 @@
   subset, unofficial data, custom attacks, reduced iterations, a shard; see
   ``zoo.eligibility``) is marked with the reasons and, unless ``together``,
   ranked in a separate table after the leaderboard-grade rows.
+- Attack-failure indicators (``harness.diagnostics``): a row whose result warns is
+  marked next to its name and in its own column, with the indicators that fired;
+  a row without indicators (a RobustBench file, a reported figure, a result
+  written without them) says "not checked". The mark never changes the ranking.
 - A file that cannot be ranked (not a JSON object, a required key missing or
   not a number) is skipped and named with the reason (``Leaderboard.skipped``).
 """
@@ -30,7 +34,7 @@ from zoo.datasets_meta import check_threat_model
 from zoo.errors import ConfigError, UnknownNameError, close_matches_hint
 from zoo.fileio import read_json
 
-from zoo.results import EVALUATION_KEY, EvaluationResult, as_float
+from zoo.results import EVALUATION_KEY, Evaluation, EvaluationResult, as_float
 
 from .cost import passes_text
 
@@ -54,6 +58,7 @@ class Row:
     ranked_by: str                 # the field whose value ranks the row
     value: float
     problems: list[str] = field(default_factory=list)
+    evaluation: Evaluation | None = None   # the provenance behind the figures, if any (its indicators)
 
     @property
     def eligible(self) -> bool:
@@ -103,7 +108,7 @@ def rank_value(info: dict, threat_model: str) -> tuple[str, float]:
 
 
 def _row(key: str, info: dict, source: str, dataset: str | None, threat_model: str | None,
-         problems: list[str]) -> Row:
+         problems: list[str], evaluation: Evaluation | None = None) -> Row:
     """Validate one model_info dict into a row; ``ValueError`` names what is wrong."""
     if not isinstance(info, dict):
         raise ValueError("not a JSON object")
@@ -115,7 +120,7 @@ def _row(key: str, info: dict, source: str, dataset: str | None, threat_model: s
         raise ValueError("lacks clean_acc")
     _number(info, "clean_acc")
     ranked_by, value = rank_value(info, threat_model)
-    return Row(key, dataset, threat_model, info, source, ranked_by, value, problems)
+    return Row(key, dataset, threat_model, info, source, ranked_by, value, problems, evaluation)
 
 
 def read_tree(root: str | os.PathLike, dataset: str | None = None, threat_model: str | None = None) -> Leaderboard:
@@ -146,7 +151,8 @@ def read_tree(root: str | os.PathLike, dataset: str | None = None, threat_model:
         if (dataset and ds != dataset) or (threat_model and tm != threat_model):
             continue
         try:
-            board.rows.append(_row(path.stem, info, str(path), ds, tm, problems(evaluation, ds) if evaluation else []))
+            board.rows.append(_row(path.stem, info, str(path), ds, tm, problems(evaluation, ds) if evaluation else [],
+                                   evaluation))
         except ValueError as e:
             board.skipped.append(Skipped(str(path), str(e)))
     return board
@@ -155,7 +161,7 @@ def read_tree(root: str | os.PathLike, dataset: str | None = None, threat_model:
 def zoo_rows(dataset: str | None = None, threat_model: str | None = None) -> list[Row]:
     """The zoo's registry entries as rows (their reported figures, RobustBench fields, eligibility)."""
     from zoo.evaluations import entry_evaluations
-    from zoo.eligibility import entry_problems
+    from zoo.eligibility import backing_evaluation, entry_problems
     from zoo.registry import list_entries
 
     from .models import architecture_label
@@ -170,8 +176,9 @@ def zoo_rows(dataset: str | None = None, threat_model: str | None = None) -> lis
                 "venue": e.source.get("venue", ""), "architecture": architecture_label(e.architecture), "eps": e.eps,
                 "clean_acc": f"{float(rep['clean_acc']):.2f}", "reported": f"{float(rep['autoattack_acc']):.2f}",
                 "autoattack_acc": f"{float(rep['autoattack_acc']):.2f}", "footnote": e.footnote, "unreliable": False}
-        rows.append(_row(e.name, info, "zoo entry", e.dataset, e.threat_model,
-                         entry_problems(e, entry_evaluations(e))))
+        results = entry_evaluations(e)
+        rows.append(_row(e.name, info, "zoo entry", e.dataset, e.threat_model, entry_problems(e, results),
+                         backing_evaluation(e, results)))
     return rows
 
 
@@ -207,6 +214,37 @@ def _randomized(row: Row) -> bool:
     return bool((row.info.get(EVALUATION_KEY) or {}).get("randomized"))
 
 
+WARNING_MARK = "[indicators warn]"
+NOT_CHECKED = "not checked"
+
+
+def _flagged(row: Row) -> bool:
+    """Whether the attack-failure indicators of the row's result warn."""
+    return row.evaluation is not None and row.evaluation.diagnostics_verdict() == "warning"
+
+
+def _diagnostics(row: Row) -> str:
+    """The row's indicator verdict in words (ok, warning with the indicators, not checked)."""
+    return row.evaluation.diagnostics_text() if row.evaluation is not None else NOT_CHECKED
+
+
+def _diagnostics_legend(group: list[Row]) -> list[str]:
+    """The lines explaining the warning marks and "not checked" of one leaderboard (none for corruptions)."""
+    if group[0].corruptions:
+        return []
+    lines = []
+    flagged = [r for r in group if _flagged(r)]
+    if flagged:
+        lines.append(f"{WARNING_MARK}: the attack-failure indicators warn for "
+                     + "; ".join(f"{r.key} ({', '.join(r.evaluation.fired_indicators())})" for r in flagged)
+                     + ": such a robust accuracy is not a robustness claim (docs/diagnostics.md); it ranks by its "
+                       "figure all the same.")
+    if any(_diagnostics(r) == NOT_CHECKED for r in group):
+        lines.append(f"{NOT_CHECKED}: no attack-failure indicators behind the figure (a RobustBench file, a "
+                     "reported figure, or a result written without them).")
+    return lines
+
+
 def _best_known(row: Row) -> str:
     """RobustBench's "best known robust accuracy": ``external`` where given, else the ranking field."""
     external = row.info.get("external")
@@ -224,16 +262,18 @@ def _heading(ds: str, tm: str, group: list[Row]) -> str:
 
 def _columns(corruptions: bool, marked: bool) -> list[str]:
     cols = ["Rank", "Model", "Paper", "Clean acc."]
-    cols += ["Corruptions acc."] if corruptions else ["AutoAttack acc.", "Best known acc.", "AA eval. potentially unreliable"]
+    cols += ["Corruptions acc."] if corruptions else ["AutoAttack acc.", "Best known acc.", "AA eval. potentially unreliable",
+                                                      "Attack-failure indicators"]
     cols += ["Extra data", "Architecture", "Venue"]
     return cols + (["Not leaderboard-grade because"] if marked else [])
 
 
 def _cells(rank: int, row: Row, marked: bool) -> list[str]:
     """The plain-text cells of one row (paper and footnote are rendered by each format)."""
-    cells = [str(rank), f"{row.key} {RANDOMIZED_MARK}" if _randomized(row) else row.key, "", str(row.info["clean_acc"])]
+    marks = [RANDOMIZED_MARK] * _randomized(row) + [WARNING_MARK] * _flagged(row)
+    cells = [str(rank), " ".join([row.key, *marks]), "", str(row.info["clean_acc"])]
     cells += [str(row.info[row.ranked_by])] if row.corruptions else [
-        str(row.info.get("autoattack_acc", "")), _best_known(row), _unreliable(row)]
+        str(row.info.get("autoattack_acc", "")), _best_known(row), _unreliable(row), _diagnostics(row)]
     cells += ["yes" if row.info.get("additional_data") else "no", str(row.info.get("architecture", "")),
               str(row.info.get("venue", ""))]
     return cells + (["; ".join(row.problems)] if marked else [])
@@ -275,6 +315,8 @@ def render_markdown(board: Leaderboard, together: bool = False) -> str:
             out.append("")
         if any(_randomized(r) for r in group):
             out += [RANDOMIZED_LEGEND, ""]
+        for line in _diagnostics_legend(group):
+            out += [line, ""]
     if not out:
         skipped = f" ({len(board.skipped)} file(s) skipped)" if board.skipped else ""
         return f"No results found{skipped}.\n"
@@ -284,8 +326,15 @@ def render_markdown(board: Leaderboard, together: bool = False) -> str:
 def _json_row(rank: int, row: Row) -> dict:
     return {"rank": rank, "key": row.key, "source": row.source, "ranked_by": row.ranked_by,
             "best_known_acc": _best_known(row), "leaderboard_grade": row.eligible, "randomized": _randomized(row),
-            "not_leaderboard_grade_because": row.problems,
+            "not_leaderboard_grade_because": row.problems, "diagnostics": _json_diagnostics(row),
             **{k: v for k, v in row.info.items() if k != EVALUATION_KEY}}
+
+
+def _json_diagnostics(row: Row) -> dict:
+    """The row's indicator verdict (null: not checked), the indicators that warn, and the verdict in words."""
+    ev = row.evaluation
+    return {"verdict": ev.diagnostics_verdict() if ev else None, "indicators": ev.fired_indicators() if ev else [],
+            "summary": _diagnostics(row)}
 
 
 def render_json(board: Leaderboard, together: bool = False) -> str:
@@ -301,7 +350,7 @@ def render_json(board: Leaderboard, together: bool = False) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px}th{background:#f3f3f3;cursor:pointer;user-select:none}
-td.num{text-align:right}.note{font-size:.85em;color:#555}tr.apart td{color:#666}
+td.num{text-align:right}.note{font-size:.85em;color:#555}tr.apart td{color:#666}tr.warn td{background:#fbe3c0}
 svg{border:1px solid #ddd;background:#fff}.pt{fill:#3465a4;opacity:.85}.pt.apart{fill:#fff;stroke:#c4553a;stroke-width:2}"""
 
 _JS = """document.querySelectorAll('table.lb').forEach(function(t){
@@ -374,12 +423,14 @@ def render_html(board: Leaderboard, together: bool = False, title: str = "Robust
                 if cost := (row.info.get(EVALUATION_KEY) or {}).get("cost"):
                     cells[2] += f'<br><span class="note">cost: {e(passes_text(cost["total"]))}</span>'
                 numeric = {0, 3, 4, 5} if not row.corruptions else {0, 3, 4}
-                body.append(f'<tr class="{"" if row.eligible else "apart"}" data-key="{e(row.key)}">'
+                classes = " ".join(["apart"] * (not row.eligible) + ["warn"] * _flagged(row))
+                body.append(f'<tr class="{classes}" data-key="{e(row.key)}">'
                             + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
                                       for i, c in enumerate(cells)) + "</tr>")
             body.append("</tbody></table>")
         if any(_randomized(r) for r in group):
             body.append(f'<p class="note">{e(RANDOMIZED_LEGEND)}</p>')
+        body += [f'<p class="note">{e(line)}</p>' for line in _diagnostics_legend(group)]
     if len(body) == 1:
         body.append("<p>No results found.</p>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'

@@ -10,10 +10,11 @@ import os
 from pathlib import Path
 
 from zoo.errors import ConfigError
-from zoo.results import EvaluationResult
+from zoo.results import Evaluation, EvaluationResult
 
 from .assembly import assemble, combined_fields
 from .beyond import merge_extra
+from .diagnostics import OK, WARNING
 
 
 def merge_results(shards: list[EvaluationResult], names: list[str] | None = None) -> EvaluationResult:
@@ -53,10 +54,25 @@ def merge_results(shards: list[EvaluationResult], names: list[str] | None = None
                   device="; ".join(sorted({s.evaluation.device for s in shards})) + f" ({len(shards)} shards)",
                   shard=None, segments=[seg for i in order for seg in shards[i].evaluation.segments if seg[1] > seg[0]],
                   extra_attacks=merge_extra([shards[i].evaluation.extra_attacks for i in order],
-                                            [names[i] for i in order], outcomes))
+                                            [names[i] for i in order], outcomes),
+                  diagnostics=merge_diagnostics([shards[i].evaluation for i in order]))
     return assemble(None, None, outcome=outcomes, broken_at=broken_at, eps_list=first.eps_list(),
                     randomized=any(s.evaluation.randomized for s in shards), per_example_start=0,
                     base=shards[0].model_info, **fields)
+
+
+def merge_diagnostics(shards: list[Evaluation]) -> dict | None:
+    """Every shard's indicators (in example order) under the worst verdict; None when no shard ran them.
+
+    ``unchecked_shards`` names the shards with examples but no indicators (run with ``--no-diagnostics``).
+    """
+    sections = [ev.diagnostics for ev in shards]
+    checked = [ev.diagnostics_verdict() for ev in shards if ev.diagnostics_verdict() is not None]
+    if not checked:
+        return None
+    return {"verdict": WARNING if WARNING in checked else OK, "shards": sections,
+            "unchecked_shards": [ev.shard["index"] for ev in shards
+                                 if ev.diagnostics is None and ev.shard["stop"] > ev.shard["start"]]}
 
 
 def merge_files(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> EvaluationResult:

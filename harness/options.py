@@ -103,10 +103,11 @@ class EvaluationOptions:
                                           cli={"callback": _comma_list, "metavar": "LIST"})
     repeats: int = _opt(1, "With --version rand: evaluate K times (seeds SEED..SEED+K-1) and keep each example's "
                            "worst case, e.g. --version rand --repeats 5.", cli={"type": int})
-    bpda: tuple[str, ...] = _opt((), "Attack through these modules with BPDA (module paths or class names, comma "
-                                     "list): their backward is the identity during the attacks, the forward pass, "
-                                     "the clean pass and every check stay exact, e.g. --bpda Quantize. The result "
-                                     "says so in its footnote.", cli={"callback": _comma_list, "metavar": "LIST"})
+    bpda: tuple[str, ...] = _opt((), "After AutoAttack, run APGD-CE and APGD-T through these modules with BPDA "
+                                     "(module paths or class names, comma list; their backward is the identity, "
+                                     "every forward pass stays exact), e.g. --bpda Quantize. The result keeps "
+                                     "autoattack_acc and sets RobustBench's `external` and a footnote when BPDA "
+                                     "lowers it.", cli={"callback": _comma_list, "metavar": "LIST"})
     diagnostics: bool = _opt(True, "Attack-failure indicators on the first 32 examples (docs/diagnostics.md): a "
                                    "diagnostics section with its verdict in the result.",
                              flag="--diagnostics/--no-diagnostics")
@@ -142,7 +143,7 @@ class EvaluationOptions:
             if self.version != "rand":
                 raise ConfigError(f"--repeats needs --version rand (randomized defenses); the {self.version} "
                                   "version evaluates a deterministic model, which answers the same every time")
-            for name in ("shard", "save_adversarial", "extra_attacks"):
+            for name in ("shard", "save_adversarial", "extra_attacks", "bpda"):
                 if getattr(self, name):
                     raise ConfigError(f"--repeats cannot be combined with {_flag(name)} yet; evaluate without it")
 

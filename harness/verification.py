@@ -1,4 +1,5 @@
-"""Re-evaluate a prefix of a result and check the claimed robust accuracy against it."""
+"""Re-evaluate a prefix of a result, check the claimed robust accuracy against it and re-check the
+attack-failure indicators (``harness.diagnostics``) on that prefix."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from scipy.stats import beta
 
 from zoo.errors import ConfigError
 
-from .evaluation import evaluate
+from zoo.results import Evaluation, EvaluationResult
+
+from .diagnostics import WARNING
 from .engine.numerics import numerics_from_record
-from zoo.results import EvaluationResult
+from .evaluation import evaluate
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -31,7 +34,11 @@ def consistent_with(claimed: float, k: int, n: int, confidence: float = 0.95) ->
 
 @dataclass
 class VerifyReport:
-    """Outcome of ``verify``: percentages, the interval used and the verdict."""
+    """Outcome of ``verify``: percentages, the interval used, the verdict, and the indicators recorded and re-checked.
+
+    ``verified``: the claim is consistent, neither indicator verdict warns and a recorded verdict is the
+    re-checked one.
+    """
 
     result: str
     claimed_robust_acc: float
@@ -44,16 +51,39 @@ class VerifyReport:
     per_example_agreement: float
     consistent: bool
     numerics: dict         # the layout and precision of the re-evaluation (the original run's)
+    recorded_diagnostics: str     # the result's indicator verdict in words ("not checked" when it has none)
+    rechecked_diagnostics: str    # the verdict of the indicators re-run on the re-evaluated prefix
+    diagnostics_problems: list[str]   # a recorded or re-checked warning, a re-checked verdict that differs
+
+    @property
+    def verified(self) -> bool:
+        return self.consistent and not self.diagnostics_problems
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "verified": self.verified}
 
     def summary(self) -> str:
-        verdict = "CONSISTENT" if self.consistent else "INCONSISTENT"
+        verdict = "INCONSISTENT" if not self.consistent else "CONSISTENT" if self.verified else "FLAGGED"
         return (f"{verdict}: claimed robust accuracy {self.claimed_robust_acc:.2f}%; re-evaluated "
                 f"{self.n_robust}/{self.n_examples} = {self.measured_robust_acc:.2f}% on the first {self.n_examples} "
                 f"examples, {self.confidence:.0%} {self.method} interval [{self.interval[0]:.2f}%, "
-                f"{self.interval[1]:.2f}%]; per-example agreement {self.per_example_agreement:.1%}")
+                f"{self.interval[1]:.2f}%]; per-example agreement {self.per_example_agreement:.1%}; attack-failure "
+                f"indicators recorded {self.recorded_diagnostics}, re-checked {self.rechecked_diagnostics}"
+                + "".join(f"\n{verdict}: {p}" for p in self.diagnostics_problems))
+
+
+def diagnostics_problems(recorded: Evaluation, rechecked: Evaluation) -> list[str]:
+    """What the indicators say against the claim: a recorded warning, a re-checked one, verdicts that differ."""
+    old, new = recorded.diagnostics_verdict(), rechecked.diagnostics_verdict()
+    out = []
+    if old == WARNING:
+        out.append(f"the result's own indicators warn ({', '.join(recorded.fired_indicators())}): its robust "
+                   "accuracy is not a robustness claim")
+    if new == WARNING:
+        out.append(f"the re-checked indicators warn ({', '.join(rechecked.fired_indicators())})")
+    if old is not None and new != old:
+        out.append(f"the re-checked verdict ({new or 'not checked'}) differs from the recorded one ({old})")
+    return out
 
 
 def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=None, device: str | None = None,
@@ -66,7 +96,9 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
     with the original run's layout and precision settings. The prefix is attacked
     as one AutoAttack call of its own, so its survivors are pooled over fewer
     images than in the original: per-example agreement is 100% only when the
-    prefix is the whole evaluation.
+    prefix is the whole evaluation. The attack-failure indicators run again on the
+    prefix (its first 32 examples, through the result's BPDA modules) and are
+    compared with the recorded ones (see ``VerifyReport.verified``).
     """
     if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
         raise ConfigError(f"--confidence must be a probability between 0 and 1 (exclusive), e.g. 0.95; got {confidence!r}")
@@ -87,7 +119,7 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
                      batch_size=ev.batch_size, version=aa["version"],
                      attacks=aa["attacks"] if aa["version"] == "custom" else None, seed=ev.seed, device=device,
                      data_dir=data_dir, n_iter=aa.get("n_iter"), progress=progress, workers=workers,
-                     **numerics_from_record(ev.numerics))
+                     bpda=ev.bpda or (), diagnostics=True, **numerics_from_record(ev.numerics))
     if fresh.evaluation.weights_sha256 != ev.weights_sha256:
         raise ConfigError(f"the model's weights (sha256 {fresh.evaluation.weights_sha256}) differ from the ones in "
                           f"{result_path} ({ev.weights_sha256})")
@@ -98,4 +130,5 @@ def verify(result_path: str | os.PathLike, n_examples: int | None = None, model=
     claim = ev.robust_accuracy
     interval, consistent = consistent_with(claim, k, n, confidence)
     return VerifyReport(str(result_path), claim, n, k, 100.0 * k / n, interval, confidence,
-                        "Clopper-Pearson", agree, consistent, fresh.evaluation.numerics)
+                        "Clopper-Pearson", agree, consistent, fresh.evaluation.numerics, ev.diagnostics_text(),
+                        fresh.evaluation.diagnostics_text(), diagnostics_problems(ev, fresh.evaluation))

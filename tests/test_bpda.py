@@ -132,32 +132,55 @@ def test_bpda_lowers_the_robust_accuracy_of_non_differentiable_models(build, mod
 
 
 @pytest.mark.filterwarnings("ignore::harness.data.BundledSubsetWarning")
-def test_evaluate_attacks_through_bpda_and_says_so():
-    """``evaluate(..., bpda=[...])``: APGD-CE through the quantizer breaks what it could not, the clean accuracy
-    is the exact model's, the footnote names BPDA and the indicators, run under BPDA, are quiet. Broken by
-    entering ``bpda_modules`` around the clean pass only (engine/attack.py's ``run_task``)."""
+def test_evaluate_attacks_through_bpda_after_autoattack_and_says_so():
+    """``evaluate(..., bpda=[...])`` records as RobustBench records MeanSparse: ``autoattack_acc`` is plain
+    AutoAttack's (per example the run without BPDA), APGD through the quantizer then breaks what AutoAttack
+    could not, and that lower figure is ``external`` with the BPDA footnote; the indicators, judging the
+    attacks through BPDA, are quiet. Broken by entering ``bpda_modules`` around AutoAttack's stages too
+    (engine/attack.py's ``run_task``: autoattack_acc would drop), by dropping it from the BPDA stage (nothing
+    breaks, no external), and by passing the plain evaluation's outcome to the indicators under BPDA
+    (black-box-beats-white-box would read Square's breaks of the plain attacks)."""
     from harness.evaluation import evaluate
 
-    kw = dict(n_examples=8, version="custom", attacks=["apgd-ce"], n_iter=5, workers=1, progress=False)
+    kw = dict(n_examples=16, version="custom", attacks=["apgd-ce", "square"], n_iter=20, workers=1, progress=False)
     plain = evaluate(quantized_model(), **kw)
     through = evaluate(quantized_model(), bpda="Quantize", **kw)
-    ev = through.evaluation
-    assert ev.clean_accuracy == plain.evaluation.clean_accuracy > ev.robust_accuracy
-    assert ev.robust_accuracy < plain.evaluation.robust_accuracy == plain.evaluation.clean_accuracy
-    assert ev.bpda == ["Quantize"] and "robust accuracy is due to APGD with BPDA through Quantize" in \
-        through.model_info.footnote
+    ev, info = through.evaluation, through.model_info
+    assert ev.per_example["outcome"] == plain.evaluation.per_example["outcome"]
+    assert (ev.clean_accuracy, ev.robust_accuracy) == (plain.evaluation.clean_accuracy,
+                                                       plain.evaluation.robust_accuracy)
+    assert info.autoattack_acc == plain.model_info.autoattack_acc and plain.model_info.external is None
+    broken = ev.extra_attacks["broken"]["apgd-bpda"]
+    assert broken > 0 and ev.extra_attacks["robust_accuracy"] == pytest.approx(
+        ev.robust_accuracy - 100 * broken / ev.n_examples)
+    assert float(info.external) == pytest.approx(ev.extra_attacks["robust_accuracy"], abs=0.005)
+    assert ev.bpda == ["Quantize"] and "The robust accuracy is due to APGD with BPDA through Quantize." in info.footnote
     assert plain.evaluation.diagnostics["verdict"] == "warning" and ev.diagnostics["verdict"] == "ok"
     assert evaluate(quantized_model(), diagnostics=False, **kw).evaluation.diagnostics is None
 
 
-@pytest.mark.filterwarnings("ignore::harness.data.BundledSubsetWarning")
+@pytest.mark.parametrize("args, message", [
+    (["--extra-attacks", "apgd-bpda"], "apgd-bpda runs with --bpda MODULES"),
+    (["--bpda", "Quantize", "--eps", "4/255,8/255"], "--bpda needs one eps"),
+    (["--bpda", "Quantize", "--version", "rand", "--repeats", "2"], "--repeats cannot be combined with --bpda"),
+])
+def test_bpda_refuses_what_it_cannot_record_in_one_line(args, message):
+    """BPDA is an attack beyond AutoAttack: named by --bpda only, one eps, not with repeats. Broken by listing
+    apgd-bpda among --extra-attacks' choices (it would run without modules), or by dropping ``bpda`` from the
+    checks of extra attacks and repeats."""
+    result = CliRunner().invoke(main, ["evaluate", "cifar10-linf-tiny", "--n-examples", "4", *args])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
 def test_evaluate_refuses_an_unknown_bpda_name_before_any_work(monkeypatch):
-    """Broken by leaving the check to the first attack chunk (the clean pass would run first)."""
-    import harness.evaluation
-    from harness.evaluation import evaluate
+    """A ``--bpda`` name that matches no module is one line before AutoAttack starts. Broken by leaving the check
+    to the BPDA stage (dropping ``find_modules`` from ``_prepare``): AutoAttack's stages would run first."""
+    import harness.engine.attack as engine
 
-    monkeypatch.setattr(harness.evaluation, "execute", lambda *a: pytest.fail("the evaluation started"))
-
-    with pytest.raises(ConfigError, match="'Quantise' matches no module"):
-        evaluate(quantized_model(), n_examples=4, bpda=["Quantise"], progress=False,
-                 workers=1, state_dir=None)
+    monkeypatch.setattr(engine, "run_attack", lambda *a: pytest.fail("an attack ran before the names were checked"))
+    result = CliRunner().invoke(main, ["evaluate", "cifar10-linf-tiny", "--n-examples", "4", "--workers", "1",
+                                       "--bpda", "Quantise"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "'Quantise' matches no module" in lines[0], result.output

@@ -1,12 +1,14 @@
 """Model cards: generated from entries (+ evaluation JSONs), parsed by huggingface_hub, never stale."""
 
 import dataclasses
+import warnings
 
 import pytest
 from click.testing import CliRunner
 from huggingface_hub import ModelCard
 from test_hub_publish import EVALUATION
 
+from harness.evaluation import evaluate
 from zoo import list_entries, registry
 from zoo.cards import bibtex, default_cards_dir, render_card
 from zoo.evaluations import entry_evaluations
@@ -51,6 +53,27 @@ def test_evaluation_results_enter_the_card_with_missing_provenance_tolerated():
     assert "apgd-ce 23.00, apgd-t 21.50" in card.text and "- seed: 0" in card.text
     with pytest.raises(ConfigError, match="evaluation on cifar10 cannot go into the card of 'cifar100-linf'"):
         render_card(dataclasses.replace(get_entry("cifar100-linf"), evaluations=[EVALUATION]))
+
+
+def test_each_evaluation_in_the_card_states_its_attack_failure_verdict():
+    """A warning names the indicators that fired and says the figure is no robustness claim; a result without
+    indicators (written before them) is "not checked", never "ok". Broken by stating the verdict without the
+    indicators, or by calling a result without indicators ok."""
+    quick = dict(n_examples=4, batch_size=4, version="custom", attacks=["apgd-ce"], n_iter=2, progress=False,
+                 workers=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        masked = evaluate("masked_models:quantized_model", **quick).to_dict()
+        ok = evaluate("cifar10-linf-tiny", **quick).to_dict()
+    fired = [r["name"] for r in masked["evaluation"]["diagnostics"]["indicators"] if r["verdict"] == "warning"]
+    assert fired and ok["evaluation"]["diagnostics"]["verdict"] == "ok"
+    entry = dataclasses.replace(get_entry("cifar10-linf"), evaluations=[masked, ok, EVALUATION])
+    assert "diagnostics" not in EVALUATION["evaluation"]                    # a result from before the indicators
+    text = render_card(entry)
+    verdicts = [line for line in text.splitlines() if line.startswith("- attack-failure indicators: ")]
+    assert verdicts == [f"- attack-failure indicators: warning ({', '.join(fired)}): this robust accuracy is not a "
+                        "robustness claim", "- attack-failure indicators: ok",
+                        "- attack-failure indicators: not checked"]
 
 
 def test_bibtex_from_source():

@@ -149,6 +149,41 @@ def test_shards_without_a_batch_are_empty_results_that_merge(tmp_path):
                                                                                 whole.model_info.autoattack_acc)
 
 
+def _diagnosed_shards(tmp_path, count: int, checked: list[bool]) -> list[Path]:
+    """Shards of 8 examples each (centroid model, seed 0); shard k runs the indicators when ``checked[k]``."""
+    paths = [tmp_path / f"d{count}-{k}-{checked[k]}.json" for k in range(count)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k, path in enumerate(paths):
+            evaluate("harness_helpers:centroid_model", n_examples=8 * count, batch_size=8, version="custom",
+                     attacks=["apgd-ce"], n_iter=5, shard=f"{k}/{count}", diagnostics=checked[k], out=path,
+                     progress=False, workers=1)
+    return paths
+
+
+def test_merged_shards_keep_every_shards_indicators_under_the_worst_verdict(tmp_path):
+    """Shard 0 (examples 0..7) is ok, shard 1 warns, shard 2 ran without indicators: the merged verdict is
+    warning, each shard's section is kept, shard 2 is named unchecked, and the merge summary says so; ok shards
+    with one unchecked stay ok with the unchecked shard named; no indicators anywhere: none. Broken by keeping the
+    first shard's indicators alone (an ok verdict over a shard that warns)."""
+    paths = _diagnosed_shards(tmp_path, 3, [True, True, False])
+    sections = [json.loads(p.read_text())["evaluation"]["diagnostics"] for p in paths]
+    assert [d and d["verdict"] for d in sections] == ["ok", "warning", None]       # the data behind the test
+    fired = [r["name"] for r in sections[1]["indicators"] if r["verdict"] == "warning"]
+    out = tmp_path / "merged.json"
+    cli = CliRunner().invoke(main, ["merge", *map(str, paths), "--out", str(out)])
+    assert cli.exit_code == 0, cli.output
+    merged = EvaluationResult.from_json(out).evaluation
+    assert merged.diagnostics == {"verdict": "warning", "shards": sections, "unchecked_shards": [2]}
+    assert merged.diagnostics_verdict() == "warning" and merged.fired_indicators() == fired
+    assert f"attack-failure indicators: warning ({', '.join(fired)}); shard(s) 2 not checked" in cli.output
+    ok = merge_files(_diagnosed_shards(tmp_path, 2, [True, False])).evaluation
+    assert (ok.diagnostics_verdict(), ok.fired_indicators(), ok.diagnostics["unchecked_shards"]) == ("ok", [], [1])
+    assert ok.diagnostics_text() == "ok; shard(s) 1 not checked"
+    none = merge_files(_diagnosed_shards(tmp_path, 2, [False, False])).evaluation
+    assert none.diagnostics is None and none.diagnostics_text() == "not checked"
+
+
 def test_merge_refuses_to_overwrite_one_of_its_shards(tmp_path):
     paths = [tmp_path / f"s{k}.json" for k in range(2)]
     with warnings.catch_warnings():

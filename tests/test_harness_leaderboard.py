@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import warnings
@@ -109,14 +110,14 @@ def test_rows_that_are_not_leaderboard_grade_are_marked_and_ranked_apart(tree):
         "custom attacks (apgd-ce)", "reduced attack iterations (n_iter=5)"]
     text = leaderboard(root, "cifar10", "Linf", "md")
     main_table, apart_table = text.split("### Not leaderboard-grade (ranked apart)")
-    assert "Tiny_Centroid" not in main_table and "| 1 | Tiny_Centroid |" in apart_table
+    assert "Tiny_Centroid" not in main_table and "| 1 | Tiny_Centroid [indicators warn] |" in apart_table  # its indicators warn
     assert "custom attacks (apgd-ce); reduced attack iterations (n_iter=5) |" in apart_table
     together = json.loads(leaderboard(root, "cifar10", "Linf", "json", together=True))["leaderboards"][0]
     assert [m["key"] for m in together["models"]] == rule_order(root / "cifar10" / "Linf", "Linf")
     assert together["not_leaderboard_grade"] == []
     cli = CliRunner().invoke(main, ["leaderboard", str(root), "--dataset", "cifar10", "--together"])
     assert cli.exit_code == 0 and "### Not leaderboard-grade" not in cli.stdout
-    assert "| Not leaderboard-grade because |" in cli.stdout and "| Tiny_Centroid |" in cli.stdout
+    assert "| Not leaderboard-grade because |" in cli.stdout and "| Tiny_Centroid [indicators warn] |" in cli.stdout
 
 
 def test_a_full_official_standard_evaluation_is_leaderboard_grade(tree, tmp_path):
@@ -209,6 +210,63 @@ def test_files_that_cannot_be_ranked_are_named_with_the_reason(tmp_path):
     assert empty.stdout == "No results found (5 file(s) skipped).\n" and empty.stderr.count("skipped ") == 5
 
 
+@pytest.fixture(scope="module")
+def flagged_tree(tmp_path_factory):
+    """A board with one result whose indicators warn (a quantized input), one ok, one run without indicators and
+    a RobustBench file; returns the board's folder and the indicators that warn, read from the warning result."""
+    board = tmp_path_factory.mktemp("flagged") / "model_info" / "cifar10" / "Linf"
+    board.mkdir(parents=True)
+    shutil.copy(RB_DIR / "cifar10_Linf_Pang2022Robustness_WRN28_10.json", board / "Pang2022Robustness_WRN28_10.json")
+    quick = dict(version="custom", attacks=["apgd-ce"], n_iter=2, progress=False, workers=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate("masked_models:quantized_model", n_examples=4, batch_size=4, out=board / "Quantized.json", **quick)
+        evaluate("cifar10-linf-tiny", n_examples=8, batch_size=8, out=board / "Tiny_Ok.json", **quick)
+        evaluate("cifar10-linf-tiny", n_examples=8, batch_size=8, out=board / "Tiny_Unchecked.json", diagnostics=False,
+                 **quick)
+    records = json.loads((board / "Quantized.json").read_text())["evaluation"]["diagnostics"]["indicators"]
+    fired = [r["name"] for r in records if r["verdict"] == "warning"]
+    assert "silent-gradients" in fired and json.loads((board / "Tiny_Ok.json").read_text())["evaluation"][
+        "diagnostics"]["verdict"] == "ok"
+    return board, fired
+
+
+def test_a_row_whose_indicators_warn_is_flagged_in_markdown_and_json_and_ranked_by_its_figure(flagged_tree):
+    """A warning row carries a mark by its name, the indicators that fired in its column and in the legend; a row
+    without indicators says "not checked" (JSON verdict null), never "ok"; the order stays RobustBench's.
+    Broken by ranking a warning row without its marker, by reporting a row without indicators as "ok", or by
+    ranking flagged rows last."""
+    board, fired = flagged_tree
+    root = board.parent.parent
+    text = leaderboard(root, "cifar10", "Linf", "md", together=True)
+    lines = {line.split(" | ")[1].split(" ")[0]: line for line in text.splitlines() if line.startswith("| ")
+             and line[2].isdigit()}
+    warning = f"warning ({', '.join(fired)})"
+    assert f"| Quantized [indicators warn] |" in lines["Quantized"] and f"| {warning} |" in lines["Quantized"]
+    assert "| Tiny_Ok |" in lines["Tiny_Ok"] and "| ok |" in lines["Tiny_Ok"]
+    for key in ("Tiny_Unchecked", "Pang2022Robustness_WRN28_10"):
+        assert f"| {key} |" in lines[key] and "| not checked |" in lines[key] and "| ok |" not in lines[key]
+    legend = next(line for line in text.splitlines() if line.startswith("[indicators warn]: "))
+    assert f"Quantized ({', '.join(fired)})" in legend and "Tiny" not in legend
+    assert any(line.startswith("not checked: ") for line in text.splitlines())
+    [data] = json.loads(leaderboard(root, "cifar10", "Linf", "json", together=True))["leaderboards"]
+    rows = {m["key"]: m["diagnostics"] for m in data["models"]}
+    assert rows == {"Quantized": {"verdict": "warning", "indicators": fired, "summary": warning},
+                    "Tiny_Ok": {"verdict": "ok", "indicators": [], "summary": "ok"},
+                    "Tiny_Unchecked": {"verdict": None, "indicators": [], "summary": "not checked"},
+                    "Pang2022Robustness_WRN28_10": {"verdict": None, "indicators": [], "summary": "not checked"}}
+    assert [m["key"] for m in data["models"]] == rule_order(board, "Linf")
+
+
+def test_zoo_entries_without_indicators_are_not_checked():
+    """The zoo's reported figures and the bundled evaluations behind them (written before the indicators) are
+    not checked. Broken by giving a row with no result, or a result without indicators, the verdict "ok"."""
+    [board] = json.loads(leaderboard(None, "cifar10", "Linf", "json", include_zoo=True))["leaderboards"]
+    rows = board["models"] + board["not_leaderboard_grade"]
+    assert {"cifar10-linf", "cifar10-linf-tiny"} <= {m["key"] for m in rows}
+    assert all(m["diagnostics"] == {"verdict": None, "indicators": [], "summary": "not checked"} for m in rows)
+
+
 def _browser() -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -249,12 +307,38 @@ def test_html_page_renders_in_headless_chromium(tree, tmp_path):
     assert points.sum() > 20 * len(expected) and ring.sum() > 10
 
 
+def test_html_page_flags_a_warning_row_in_headless_chromium(flagged_tree, tmp_path):
+    """The warning row is highlighted and marked, the legend names the indicators that fired, and the other rows
+    are not highlighted. Broken by rendering a warning row without its ``warn`` class (a plain row)."""
+    board, fired = flagged_tree
+    page = tmp_path / "flagged.html"
+    result = CliRunner().invoke(main, ["leaderboard", str(board.parent.parent), "--together", "--format", "html",
+                                       "--out", str(page)])
+    assert result.exit_code == 0, result.output
+    chromium = _browser()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--hide-scrollbars",
+             "--virtual-time-budget=2000", "--window-size=1400,1200"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    rows = {chunk.split('"')[0]: chunk.split("</tr>")[0] for chunk in dom.split('data-key="')[1:]}
+    assert set(rows) == {"Quantized", "Tiny_Ok", "Tiny_Unchecked", "Pang2022Robustness_WRN28_10"}
+    flagged = [key for classes, key in re.findall(r'<tr class="([^"]*)" data-key="([^"]*)"', dom) if "warn" in classes]
+    assert flagged == ["Quantized"] and "Quantized [indicators warn]" in rows["Quantized"]
+    assert f"warning ({', '.join(fired)})" in rows["Quantized"] and "not checked" in rows["Tiny_Unchecked"]
+    assert f"Quantized ({', '.join(fired)})" in dom.split("[indicators warn]: ")[1]
+    shot = tmp_path / "flagged.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    highlight = (np.abs(pixels - [0xfb, 0xe3, 0xc0]).sum(axis=2) < 12)        # the warning row's background
+    assert highlight.sum() > 2000
+
+
 def test_verify_consistent_and_inconsistent(tree, tmp_path):
     _, out = tree
     runner = CliRunner()
     ok = runner.invoke(main, ["verify", str(out), "--n-examples", "16", "--workers", "1", "--json"])
-    assert ok.exit_code == 0, ok.output
     report = json.loads(ok.stdout)
+    assert ok.exit_code == 1 and not report["verified"]     # consistent, but the centroid's indicators warn
     assert report["consistent"] and report["per_example_agreement"] == 1.0 and report["method"] == "Clopper-Pearson"
     exact = binomtest(report["n_robust"], report["n_examples"]).proportion_ci(0.95, method="exact")
     assert report["interval"] == [pytest.approx(100 * exact.low), pytest.approx(100 * exact.high)]

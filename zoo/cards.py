@@ -68,6 +68,8 @@ def summarize_evaluation(result: EvaluationResult, entry: Entry) -> dict:
         "weights_sha256": ev.weights_sha256,
         "started_at": ev.started_at,
         "data_problem": data_problem(ev.data),
+        "diagnostics": ev.diagnostics_text(),
+        "diagnostics_warn": ev.diagnostics_verdict() == "warning",
     }
 
 
@@ -287,7 +289,9 @@ def _results_section(entry: Entry, evaluations: list[EvaluationResult]) -> list[
                      f"| {s['threat_model']} {s['eps']} | {s['n_examples'] or '-'} | {_acc(s['clean'])} | {_acc(s['robust'])} |")
     for i, result in enumerate(evaluations, 1):
         s = summarize_evaluation(result, entry)
-        lines += ["", f"Zoo evaluation {i}:"]
+        lines += ["", f"Zoo evaluation {i}:",
+                  f"- attack-failure indicators: {s['diagnostics']}"
+                  + (": this robust accuracy is not a robustness claim" if s["diagnostics_warn"] else "")]
         if s["after"]:
             lines.append("- robust accuracy after each attack: "
                          + ", ".join(f"{k} {_acc(v)}" for k, v in s["after"].items()))

@@ -98,7 +98,8 @@ class Evaluation:
     extra_attacks: dict | None = None                # attacks beyond AutoAttack (see ``beyond``)
     repeats: dict | None = None                      # --repeats K of a randomized defense (see ``repeats``)
     bpda: list | None = None                         # modules attacked through with BPDA (harness.bpda)
-    # attack-failure indicators: {"verdict", "n_examples", "iterations", "indicators": [records]} (harness.diagnostics)
+    # attack-failure indicators: {"verdict", "n_examples", "iterations", "indicators": [records]} (harness.diagnostics);
+    # merged shards: {"verdict": the worst, "shards": [each shard's section or None], "unchecked_shards": [index, ...]}
     diagnostics: dict | None = None
     # image passes and seconds per stage, check and the indicators: {"unit", "stages", "checks", "diagnostics",
     # "total"} (harness.cost); None in results written before it was counted
@@ -115,6 +116,31 @@ class Evaluation:
     def eps_list(self) -> list[tuple[float, str]]:
         """The evaluated budgets, increasing, as (value, text)."""
         return [(p["eps"], p["eps_text"]) for p in self.curve]
+
+    def diagnostics_verdict(self) -> str | None:
+        """The attack-failure indicators' verdict, "ok" or "warning"; None when they were not run."""
+        return (self.diagnostics or {}).get("verdict")
+
+    def fired_indicators(self) -> list[str]:
+        """The indicators that warn (over every shard of a merged result), in order; [] when none or not run."""
+        names = [r["name"] for part in self._checked_diagnostics() for r in part["indicators"] if r["verdict"] == "warning"]
+        return list(dict.fromkeys(names))
+
+    def diagnostics_text(self) -> str:
+        """The verdict in words: "ok", "warning (NAMES)" or "not checked" (and merged shards left unchecked)."""
+        verdict = self.diagnostics_verdict()
+        if verdict is None:
+            return "not checked"
+        text = f"{verdict} ({', '.join(self.fired_indicators())})" if verdict == "warning" else verdict
+        unchecked = self.diagnostics.get("unchecked_shards")
+        return text + (f"; shard(s) {', '.join(map(str, unchecked))} not checked" if unchecked else "")
+
+    def _checked_diagnostics(self) -> list[dict]:
+        """The diagnostics sections behind the verdict: this result's, or each checked shard's of a merged one."""
+        d = self.diagnostics
+        if not d:
+            return []
+        return [s for s in d["shards"] if s] if "shards" in d else [d]
 
     def robust_flags(self, eps_text: str | None = None) -> list[bool]:
         """Per example: robust at ``eps_text`` (default: the result's ``eps``)?"""

@@ -84,7 +84,7 @@ class AttackSettings:
     dataset: str
     n_iter: int | None = None
     extra: tuple[str, ...] = ()          # attacks beyond AutoAttack, run after its attacks (see ``beyond``)
-    bpda: tuple[str, ...] = ()           # modules the attacks see through with BPDA (see ``harness.bpda``)
+    bpda: tuple[str, ...] = ()           # modules the BPDA stage attacks through (see ``harness.bpda``)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -185,12 +185,12 @@ def run_task(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, task: T
             j, attack = settings.level(task.level)
             eps, eps_text = settings.eps[j]
             where = f"chunk {task.chunk} of {attack}" + (f" at eps {eps_text}" if len(settings.eps) > 1 else "")
-            with bpda_modules(model, settings.bpda):
-                if attack in settings.extra:
-                    adv = EXTRA_ATTACKS[attack].run(model, x, y, eps, settings.threat_model, settings.n_iter,
-                                                    settings.seed, device)
-                else:
-                    adv = run_attack(autoattack_for(model, settings, eps, attack, device), attack, x, y)
+            if attack in settings.extra:
+                row = EXTRA_ATTACKS[attack]
+                with bpda_modules(model, settings.bpda if row.through_bpda else ()):
+                    adv = row.run(model, x, y, eps, settings.threat_model, settings.n_iter, settings.seed, device)
+            else:
+                adv = run_attack(autoattack_for(model, settings, eps, attack, device), attack, x, y)
             check_adversarial(x, adv, eps, settings.threat_model, where)
             logits = model(adv)
             check_logits(logits, settings.num_classes, settings.dataset, f"the adversarial examples of {where}")
