@@ -31,6 +31,7 @@ DIAG = "tests/test_diagnostics.py::"
 BOARD = "tests/test_harness_leaderboard.py::"
 VERIFY = "tests/test_harness_verification.py::"
 MERGED = "tests/test_harness_evaluate.py::test_merged_shards_keep_every_shards_indicators_under_the_worst_verdict"
+PASSES = "tests/test_passes.py::"
 
 # (file, old, new, pytest arguments): each old text occurs exactly once in its file.
 MUTATIONS = [
@@ -149,6 +150,17 @@ MUTATIONS = [
      [VERIFY + "test_verify_reports_a_rechecked_verdict_that_differs_from_the_recorded_one"]),
     ("harness/merge.py", '"verdict": WARNING if WARNING in verdicts else OK', '"verdict": verdicts[0]', [MERGED]),
     ("zoo/results.py", 'return [s for s in d["shards"] if s] if "shards" in d else [d]', "return [d]", [MERGED]),
+    ("harness/engine/passes.py", "n, part = _images(args, output), self.current", "n, part = 1, self.current",
+     [PASSES + "test_the_attacks_do_the_passes_of_one_bare_autoattack_call"]),
+    ("harness/engine/attack.py", '                with meter.part("determinism"):', "                if True:",
+     [PASSES + "test_the_attacks_do_the_passes_of_one_bare_autoattack_call"]),
+    ("harness/engine/attack.py", "    with torch.enable_grad():   # as in the bare call",
+     "    with torch.no_grad():   # as in the bare call",
+     [PASSES + "test_the_attacks_do_the_passes_of_one_bare_autoattack_call"]),
+    ("harness/cost.py", '        parts = dict(record["passes"])', '        if record.get("resumed"):\n            continue\n'
+     '        parts = dict(record["passes"])', [PASSES + "test_a_resumed_run_and_merged_shards_count_every_task_once"]),
+    ("harness/cost.py", 'seconds = cost["total"]["seconds"]', 'seconds = sum(r["seconds"] for r in cost["stages"])',
+     [PASSES + "test_profile_prints_a_row_per_stage_whose_shares_add_up"]),
 ]
 
 

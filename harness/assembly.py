@@ -14,6 +14,7 @@ from zoo.errors import ConfigError
 from zoo.results import DESCRIPTIVE_KEYS, Evaluation, EvaluationResult, ModelInfo, curve_points, fmt_acc
 
 from .beyond import apply_external
+from .cost import summed_cost
 from .threat_models import main_eps_index
 
 RANDOMIZED_NOTE = ("AutoAttack flags this model as a randomized defense; RobustBench does not rank randomized "
@@ -84,9 +85,10 @@ def summed_warnings(evaluations: list[Evaluation]) -> list[dict]:
 
 
 def combined_fields(results: list[EvaluationResult]) -> dict:
-    """The provenance of several results as one: the first's settings, warnings summed, durations added."""
+    """The provenance of several results as one: the first's settings, warnings summed, durations and costs
+    added."""
     evaluations = [r.evaluation for r in results]
     fields = {k: v for k, v in vars(evaluations[0]).items() if k not in DERIVED}
     fields.update(duration_s=round(sum(ev.duration_s for ev in evaluations), 3),
-                  warnings=summed_warnings(evaluations))
+                  warnings=summed_warnings(evaluations), cost=summed_cost([ev.cost for ev in evaluations]))
     return fields

@@ -62,6 +62,7 @@ def evaluate(model, as_json, **options):
         click.echo(f"clean {ev.clean_accuracy:.2f}%, robust {ev.robust_accuracy:.2f}% on {ev.n_examples} {ev.dataset} "
                    f"examples{where}, {ev.threat_model} eps {ev.eps_text} [{steps}]" + (f" -> {out}" if out else ""))
         _echo_curve(ev, out)
+        _echo_cost(ev)
         if ev.extra_attacks:
             from .beyond import describe
 
@@ -127,6 +128,13 @@ def _echo_curve(ev, out) -> None:
         click.echo("curve plot: " + ", ".join(str(p) for p in curve_paths(out)))
 
 
+def _echo_cost(ev) -> None:
+    if ev.cost is not None:
+        from .cost import passes_text
+
+        click.echo(f"cost: {passes_text(ev.cost['total'])} in {ev.cost['total']['seconds']:.1f} s")
+
+
 def _report_warnings(items) -> None:
     for w in items:
         click.echo(f"warning ({w['source']}, x{w['count']}): {w['message']}", err=True)
@@ -154,6 +162,7 @@ def merge(shards, out, as_json):
                    f"on {ev.n_examples} examples -> {out}")
         _echo_curve(ev, out)
         _echo_diagnostics(ev)
+        _echo_cost(ev)
 
 
 @main.command()

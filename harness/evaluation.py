@@ -30,6 +30,7 @@ from zoo.results import CLEAN_BREAK, RESULT_FORMAT, EvaluationResult
 from .adversarial import write_adversarial
 from .assembly import assemble
 from .beyond import provenance, split_outcomes
+from .cost import evaluation_cost, print_profile
 from .bpda import find_modules
 from .diagnostics import evaluation_diagnostics
 from .engine.attack import RANDOMIZED_WARNING, AttackSettings, Job
@@ -39,6 +40,7 @@ from .engine.execution import Tracker, execute
 from zoo.locking import output_lock
 from .models import ResolvedModel, resolve_model
 from .engine.numerics import choose_numerics
+from .engine.passes import counting_passes
 from .engine.shards import parse_shard, shard_range
 from .extra_attacks import BPDA_ATTACK, check_extra_attacks_fit, recorded_settings
 from .options import EvaluationOptions
@@ -115,13 +117,15 @@ def _evaluate_repeats(model, opts: EvaluationOptions) -> EvaluationResult:
     """K evaluations of a randomized defense (seeds seed..seed+K-1), combined per example (worst case)."""
     root = Path(opts.state_dir) if opts.state_dir is not None else (
         default_state_dir(opts.out) if opts.out is not None else None)
-    runs = [evaluate(model, options=opts.replace(seed=opts.seed + r, repeats=1, out=None,
+    runs = [evaluate(model, options=opts.replace(seed=opts.seed + r, repeats=1, out=None, profile=False,
                                                  state_dir=root / f"repeat-{r}" if root is not None else None,
                                                  diagnostics=opts.diagnostics and r == 0))
             for r in range(opts.repeats)]
     result = combine(runs)
     if opts.out is not None:
         result.to_json(opts.out)
+    if opts.profile:
+        print_profile(result.evaluation.cost)
     return result
 
 
@@ -141,6 +145,7 @@ class _Run:
     worker_list: list[str]
     threads: int | None
     notes: list[tuple[str, str]]    # (source, message) warnings for the result
+    checks: dict                    # {name: passes} of the checks made before the run (see ``cost``)
 
 
 def _test_images(dataset: str, data_dir, n_examples: int | None, notes: list) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -195,10 +200,12 @@ def _prepare(model, opts: EvaluationOptions, where: devices.Placement, group: di
     settings = AttackSettings(opts.seed, threat_model, tuple(eps_list), opts.version, tuple(attack_list),
                               NUM_CLASSES[dataset], dataset, n_iter, extra, opts.bpda)
     job = Job(net, x, y, settings, numerics)
-    if len(worker_list) == 1:
-        with job.placed(where.device) as placed_net, torch.no_grad():  # fail on a wrong model before any work
+    checks = {}
+    if len(worker_list) == 1:  # fail on a wrong model before any work
+        with job.placed(where.device) as placed_net, torch.no_grad(), counting_passes(placed_net, "model") as meter:
             first = x[examples.start:examples.start + batch_size].to(where.device)
             check_logits(placed_net(first), NUM_CLASSES[dataset], dataset, "the first chunk")
+        checks = meter.parts()
     config = {"model": {"spec": resolved.spec, "kind": resolved.kind}, "weights_sha256": resolved.weights_sha256,
               "dataset": dataset, "threat_model": threat_model, "eps": [v for v, _ in eps_list], "n_examples": len(x),
               "data": data, "autoattack": {"version": opts.version, "attacks": attack_list, "n_iter": n_iter},
@@ -208,7 +215,7 @@ def _prepare(model, opts: EvaluationOptions, where: devices.Placement, group: di
         config["extra_attacks"] = recorded_settings(extra, n_iter)
     if opts.bpda:   # likewise
         config["bpda"] = list(opts.bpda)
-    return _Run(resolved, x, y, examples, shard, eps_list, settings, job, config, worker_list, threads, notes)
+    return _Run(resolved, x, y, examples, shard, eps_list, settings, job, config, worker_list, threads, notes, checks)
 
 
 def _open_state(run: _Run, group: distributed.Group, out, state_dir, started: str) -> StateDir | None:
@@ -256,9 +263,9 @@ def _evaluate(model, opts: EvaluationOptions, where: devices.Placement, group: d
             outcome, broken_at, extra_outcome = split_outcomes(outcome, broken_at, list(settings.extra))
             extra_info = provenance(list(settings.extra), run.config["extra_attacks"], extra_outcome, outcome)
         notes += [("autoattack", m) for r in records.values() for m in r["warnings"]]
-        diagnostics = None
+        diagnostics = diagnostics_cost = None
         if opts.diagnostics and group.is_main and len(examples):
-            with run.job.placed(where.device) as net:
+            with run.job.placed(where.device) as net, counting_passes(net, "diagnostics") as meter:
                 eps_value = run.eps_list[main_eps_index(settings.threat_model, run.eps_list)][0]
                 # with BPDA the indicators judge the attacks through it (Square then runs on their survivors)
                 diagnostics = evaluation_diagnostics(
@@ -266,6 +273,7 @@ def _evaluate(model, opts: EvaluationOptions, where: devices.Placement, group: d
                     run.y[examples.start:examples.stop].to(where.device), eps_value, settings.threat_model,
                     None if opts.bpda else outcome, n_iter=opts.n_iter, bpda=opts.bpda, version=opts.version,
                     seed=opts.seed)
+            diagnostics_cost = meter.parts()["diagnostics"]
         earlier_s = sum(r["seconds"] for r in records.values() if r.get("resumed"))
         if tracker.resumed:
             notes.append(("harness", f"resumed: {tracker.resumed} chunk task(s) were finished by an earlier run; "
@@ -289,13 +297,16 @@ def _evaluate(model, opts: EvaluationOptions, where: devices.Placement, group: d
             execution={"workers": len(used), "threads_per_worker": run.threads or torch.get_num_threads(),
                        "processes": group.world_size},
             adversarial=adversarial, per_example_start=examples.start, extra_attacks=extra_info,
-            bpda=list(opts.bpda) or None, diagnostics=diagnostics)
+            bpda=list(opts.bpda) or None, diagnostics=diagnostics,
+            cost=evaluation_cost(records, settings, run.checks, diagnostics_cost))
         if out is not None and group.is_main:
             result.to_json(out)
             if len(run.eps_list) > 1:
                 from .curves import write_result_plots
 
                 write_result_plots(result, out)
+    if opts.profile and group.is_main:
+        print_profile(result.evaluation.cost)
     return result
 
 

@@ -36,6 +36,8 @@ from zoo.fileio import read_json
 
 from zoo.results import EVALUATION_KEY, Evaluation, EvaluationResult, as_float
 
+from .cost import passes_text
+
 FORMATS = ("md", "html", "json")
 # robustbench.utils.ACC_FIELDS: the first field a file has ranks it.
 RANK_FIELDS = {"Linf": ("external", "autoattack_acc"), "L2": ("external", "autoattack_acc"),
@@ -418,6 +420,8 @@ def render_html(board: Leaderboard, together: bool = False, title: str = "Robust
                             else e(_title(row)))
                 if row.info.get("footnote"):
                     cells[2] += f'<br><span class="note">{e(str(row.info["footnote"]))}</span>'
+                if row.evaluation is not None and row.evaluation.cost:
+                    cells[2] += f'<br><span class="note">cost: {e(passes_text(row.evaluation.cost["total"]))}</span>'
                 numeric = {0, 3, 4, 5} if not row.corruptions else {0, 3, 4}
                 classes = " ".join(["apart"] * (not row.eligible) + ["warn"] * _flagged(row))
                 body.append(f'<tr class="{classes}" data-key="{e(row.key)}">'

@@ -111,6 +111,9 @@ class EvaluationOptions:
     diagnostics: bool = _opt(True, "Attack-failure indicators on the first 32 examples (docs/diagnostics.md): a "
                                    "diagnostics section with its verdict in the result.",
                              flag="--diagnostics/--no-diagnostics")
+    profile: bool = _opt(False, "Print where the time went on stderr: image passes, seconds, images per second and "
+                                "share of the time per attack, check and the indicators (every result holds them "
+                                "in evaluation.cost; docs/evaluation.md).", flag="--profile")
 
     def __post_init__(self):
         for name in ("n_examples", "batch_size", "seed", "n_iter", "workers", "repeats"):

@@ -34,7 +34,7 @@ def test_an_old_state_dir_is_refused_with_its_version(tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "config.json").write_text('{"format": "score-harness-state/2"}')
     with pytest.raises(ConfigError, match=r"another version of the harness \(score-harness-state/2, this one writes "
-                                          r"score-harness-state/3\)"):
+                                          r"score-harness-state/4\)"):
         StateDir(tmp_path / "old", {"seed": 0}, "now", range(8))
 
 

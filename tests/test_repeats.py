@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from harness.engine.passes import KINDS
 from harness.evaluation import evaluate
 from harness.repeats import combine
 from harness_helpers import centroid_model
@@ -58,6 +59,8 @@ def test_combine_keeps_an_example_robust_only_if_robust_in_every_repeat():
     outcomes = [r.evaluation.per_example["outcome"] for r in runs]
     assert [o is None for o in both.evaluation.per_example["outcome"]] == [a is None and b is None for a, b in zip(*outcomes)]
     assert both.evaluation.per_example["outcome"] == [a if a is not None else b for a, b in zip(*outcomes)]
+    for kind in KINDS:   # the work of both runs (not the first's alone)
+        assert both.evaluation.cost["total"][kind] == sum(r.evaluation.cost["total"][kind] for r in runs)
 
 
 def test_repeats_need_the_rand_version():

@@ -101,6 +101,9 @@ class Evaluation:
     # attack-failure indicators: {"verdict", "n_examples", "iterations", "indicators": [records]} (harness.diagnostics);
     # merged shards: {"verdict": the worst, "shards": [each shard's section or None], "unchecked_shards": [index, ...]}
     diagnostics: dict | None = None
+    # image passes and seconds per stage, check and the indicators: {"unit", "stages", "checks", "diagnostics",
+    # "total"} (harness.cost); None in results written before it was counted
+    cost: dict | None = None
 
     def config_key(self) -> dict:
         """The fields that must agree between shards of one evaluation."""

@@ -29,6 +29,7 @@ from ..bpda import bpda_modules
 from ..extra_attacks import EXTRA_ATTACKS
 from .checks import EvaluationCheckError, check_adversarial, check_logits
 from .numerics import Numerics, placed
+from .passes import counting_passes
 from .stages import Task
 
 # AutoAttack's check_randomized warning contains this.
@@ -147,7 +148,8 @@ def autoattack_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settin
     if settings.version != "rand":
         checks.check_randomized(aa.get_logits, x, y, bs=len(x), logger=aa.logger)
     n_cls = checks.check_range_output(aa.get_logits, x, logger=aa.logger)
-    checks.check_dynamic(model, x, False, logger=aa.logger)
+    with torch.enable_grad():   # as in the bare call, which makes its checks outside no_grad
+        checks.check_dynamic(model, x, False, logger=aa.logger)
     checks.check_n_classes(n_cls, aa.attacks_to_run, aa.apgd_targeted.n_target_classes, aa.fab.n_target_classes,
                            logger=aa.logger)
 
@@ -159,18 +161,22 @@ def run_task(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, task: T
     A record holds ``members`` (example indices), ``robust`` (still robust after the
     task's level), ``pred`` (the model's class for the clean image or the adversarial
     example), ``x_adv`` (the adversarial examples of the members the attack broke, in
-    member order; None for the clean pass), ``warnings`` and ``seconds``.
-    ``first_of_segment`` also runs AutoAttack's checks, as each bare call does.
+    member order; None for the clean pass), ``warnings``, ``seconds`` and ``passes``
+    (image passes and seconds per part, see ``passes``: ``attack``, the work of a bare
+    call; ``autoattack``, its checks; ``determinism``, the harness's second
+    classification). ``first_of_segment`` also runs AutoAttack's checks, as each bare
+    call does.
     """
     t0 = time.perf_counter()
     members = torch.tensor(task.members, dtype=torch.long)
     x = x_all[members].contiguous().to(device)
     y = y_all[members].to(device)
     where = f"chunk {task.chunk} of the clean pass" if task.level == 0 else None
-    with capture_autoattack_warnings() as messages, torch.no_grad():
+    with capture_autoattack_warnings() as messages, torch.no_grad(), counting_passes(model, "attack") as meter:
         if task.level == 0:
             if first_of_segment:
-                autoattack_checks(model, x, y, settings, device)
+                with meter.part("autoattack"):
+                    autoattack_checks(model, x, y, settings, device)
             logits = model(x)
             check_logits(logits, settings.num_classes, settings.dataset, where)
             pred = logits.max(dim=1)[1]
@@ -189,13 +195,17 @@ def run_task(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, task: T
             logits = model(adv)
             check_logits(logits, settings.num_classes, settings.dataset, f"the adversarial examples of {where}")
             pred = logits.max(dim=1)[1]
-            if settings.version != "rand" and not torch.equal(model(adv).max(dim=1)[1], pred):
-                raise EvaluationCheckError(f"the model classifies the adversarial examples of {where} differently "
-                                           "when asked twice: it is not deterministic; evaluate it with --version rand")
+            if settings.version != "rand":
+                with meter.part("determinism"):
+                    again = model(adv).max(dim=1)[1]
+                if not torch.equal(again, pred):
+                    raise EvaluationCheckError(f"the model classifies the adversarial examples of {where} "
+                                               "differently when asked twice: it is not deterministic; evaluate it "
+                                               "with --version rand")
             robust = pred == y
             x_adv = adv[~robust].detach().to("cpu")
     return {"members": members, "robust": robust.to("cpu"), "pred": pred.to("cpu"), "x_adv": x_adv,
-            "warnings": messages, "seconds": round(time.perf_counter() - t0, 3)}
+            "warnings": messages, "seconds": round(time.perf_counter() - t0, 3), "passes": meter.parts()}
 
 
 @dataclasses.dataclass

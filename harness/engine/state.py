@@ -29,7 +29,7 @@ from .stages import Task
 CONFIG_NAME = "config.json"
 STARTED_NAME = "started.json"
 SEGMENTS_NAME = "segments.json"
-STATE_FORMAT = "score-harness-state/3"
+STATE_FORMAT = "score-harness-state/4"   # /4: records hold their image passes
 _GROWS = {"n_examples", "data"}
 
 
