@@ -39,7 +39,7 @@ import torch
 from pyautoattack import AutoAttack
 
 import zoo
-from harness.engine.attack import set_iterations
+from harness.engine.autoattack_setup import set_iterations
 from harness.data import load_tensors
 from harness.cost import profile_table
 from harness.evaluation import evaluate

@@ -66,7 +66,7 @@ def _bare_agreement(result: Path, exact: bool, device: str, n_iter: int | None) 
     from pyautoattack import AutoAttack
 
     import zoo
-    from harness.engine.attack import set_iterations
+    from harness.engine.autoattack_setup import set_iterations
     from harness.data import load_tensors
     from harness.engine.numerics import applied, choose_numerics
 

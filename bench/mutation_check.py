@@ -28,6 +28,7 @@ PER_ATTACK = "tests/test_harness_per_attack.py::test_each_attack_breaks_what_one
 EDGES = "tests/test_result_edges.py::"
 BPDA = "tests/test_bpda.py::"
 DIAG = "tests/test_diagnostics.py::"
+EST = "tests/test_estimate.py::"
 BOARD = "tests/test_harness_leaderboard.py::"
 VERIFY = "tests/test_harness_verification.py::"
 MERGED = "tests/test_harness_evaluate.py::test_merged_shards_keep_every_shards_indicators_under_the_worst_verdict"
@@ -44,13 +45,13 @@ MUTATIONS = [
     ("harness/threat_models.py", '"standard": ["apgd-ce", "apgd-t", "fab-t", "square"]',
      '"standard": ["apgd-ce", "fab-t", "apgd-t", "square"]',
      [PER_ATTACK + "[Linf]"]),
-    ("harness/engine/attack.py", "    aa.square.n_queries = n_iter", "    pass",
+    ("harness/engine/autoattack_setup.py", "    aa.square.n_queries = n_iter", "    pass",
      [PER_ATTACK + "[L2]"]),
-    ("harness/engine/attack.py", "attack.n_iter = attack.n_iter_orig = n_iter", "attack.n_iter = n_iter",
+    ("harness/engine/autoattack_setup.py", "attack.n_iter = attack.n_iter_orig = n_iter", "attack.n_iter = n_iter",
      [PER_ATTACK + "[L1]"]),
     ("harness/engine/attack.py", 'if "fab-t" in aa.attacks_to_run[:aa.attacks_to_run.index(attack)]:', "if False:",
      ["tests/test_harness_per_attack.py::test_fab_after_fab_t_keeps_fab_ts_single_restart_as_one_bare_call"]),
-    ("harness/engine/attack.py", "    aa.fab.n_iter = n_iter", "    pass",
+    ("harness/engine/autoattack_setup.py", "    aa.fab.n_iter = n_iter", "    pass",
      ["tests/test_harness_per_attack.py::test_fab_after_fab_t_keeps_fab_ts_single_restart_as_one_bare_call"]),
     ("harness/repeats.py", "for r in runs if r.evaluation.per_example",
      "for r in runs[-1:] if r.evaluation.per_example",
@@ -161,6 +162,17 @@ MUTATIONS = [
      '        parts = dict(record["passes"])', [PASSES + "test_a_resumed_run_and_merged_shards_count_every_task_once"]),
     ("harness/cost.py", 'seconds = cost["total"]["seconds"]', 'seconds = sum(r["seconds"] for r in cost["stages"])',
      [PASSES + "test_profile_prints_a_row_per_stage_whose_shares_add_up"]),
+    ("harness/estimate.py", "images = (n_run * low, n_run * k / n_sample, n_run * high)",
+     "images = (n_run * low, n_run * k, n_run * high)", [EST + "test_each_stage_scales_with_the_run_times_the_share_that_entered_it"]),
+    ("harness/estimate.py", "        low, high = clopper_pearson(k, n_sample)", "        low = high = k / n_sample",
+     [EST + "test_the_range_is_each_shares_clopper_pearson_interval"]),
+    ("harness/estimate.py", "/ _parallel(i, batch_size, workers) for j, i in enumerate(images))",
+     "/ workers for j, i in enumerate(images))", [EST + "test_workers_share_a_stage_only_as_far_as_its_chunks_go"]),
+    ("harness/estimate.py", "max(batch_size * workers,", "max(batch_size,",
+     [EST + "test_the_default_sample_is_one_percent_and_at_least_a_chunk_per_worker"]),
+    ("harness/estimate.py", "    if sample > n_run:", "    if False:", [EST + "test_bad_input_is_one_line"]),
+    ("harness/estimate.py", " + checks[kind] + diag[kind])", " + diag[kind])",
+     [EST + "test_a_sample_of_the_whole_run_projects_exactly_the_runs_passes"]),
 ]
 
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from zoo.errors import ConfigError
 
+from .engine.passes import KINDS
 from .options import EvaluationOptions
 from .verification import clopper_pearson
 
-PASS_KINDS = ("forward", "forward_grad", "backward")
 SCALED_CHECKS = ("determinism",)   # made on every attacked image; the others once per run or segment
 DEFAULT_SHARE = 0.01
 
@@ -47,7 +47,7 @@ def sample_size(n_run: int, batch_size: int, sample: int | None, workers: int = 
 
 
 def _passes(record: dict, scale: float = 1.0) -> dict:
-    return {k: record.get(k, 0) * scale for k in PASS_KINDS}
+    return {k: record.get(k, 0) * scale for k in KINDS}
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _run_checks(checks: dict, n_run: int, n_sample: int, workers: int) -> dict:
     out = {**_passes({}), "seconds": 0.0}
     for name, part in checks.items():
         scale, sharing = (n_run / n_sample, workers) if name in SCALED_CHECKS else (1.0, 1)
-        for kind in PASS_KINDS:
+        for kind in KINDS:
             out[kind] += part.get(kind, 0) * scale
         out["seconds"] += part.get("seconds", 0.0) * scale / sharing
     return out
@@ -107,7 +107,7 @@ def project(cost: dict, n_sample: int, n_run: int, overhead_s: float, batch_size
     seconds = [overhead_s + sum(st.seconds[j] for st in stages) + checks["seconds"] + diag["seconds"]
                for j in range(3)]
     passes = {kind: round(sum(st.images[1] * st.passes_per_image[kind] for st in stages) + checks[kind] + diag[kind])
-              for kind in PASS_KINDS}
+              for kind in KINDS}
     return {"n_sample": n_sample, "n_run": n_run, "stages": [st.to_dict() for st in stages], "checks": checks,
             "diagnostics": diag, "overhead_s": overhead_s, "passes": passes,
             "seconds": dict(zip(("low", "expected", "high"), seconds))}

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from pyautoattack import AutoAttack
 
 from zoo.errors import ConfigError
 
 from . import malt
+from .engine.autoattack_setup import run_attack, set_iterations
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,6 @@ def _apgd_bpda_settings(n_iter: int | None) -> dict:
 
 def _apgd_bpda_run(model, x, y, eps: float, threat_model: str, n_iter: int | None, seed: int, device) -> torch.Tensor:
     """APGD-CE, then APGD-T on what it left, set up as AutoAttack's standard version sets them up."""
-    from pyautoattack import AutoAttack
-
-    from .engine.attack import run_attack, set_iterations
-
     aa = AutoAttack(model, norm=threat_model, eps=eps, seed=seed, version="standard", device=device)
     if n_iter is not None:
         set_iterations(aa, n_iter)

@@ -80,3 +80,29 @@ def test_bad_input_is_one_line(args, message):
     result = CliRunner().invoke(main, ["estimate", "cifar10-linf-tiny", *args])
     lines = result.output.strip().splitlines()
     assert result.exit_code != 0 and len(lines) == 1 and message in lines[0], result.output
+
+
+@pytest.mark.filterwarnings("ignore::harness.data.BundledSubsetWarning")
+def test_a_sample_of_the_whole_run_projects_exactly_the_runs_passes():
+    """When the sample is the run, every share is exact and the projection must be the run's own count, kind by
+    kind: the stages, the check before the run and the determinism check. Broken by leaving the checks out of
+    the projection."""
+    from harness.estimate import estimate
+    from harness.evaluation import evaluate
+
+    kw = dict(n_examples=12, batch_size=5, version="custom", attacks=["apgd-ce", "apgd-t"], n_iter=4, workers=1,
+              diagnostics=False, progress=False)
+    report = estimate("cifar10-linf-tiny", sample=12, **kw)
+    total = evaluate("cifar10-linf-tiny", **kw).evaluation.cost["total"]
+    assert report["passes"] == {k: total[k] for k in ("forward", "forward_grad", "backward")}
+    assert report["n_sample"] == report["n_run"] == 12 and report["seconds"]["expected"] > 0
+
+
+def test_the_cli_prints_the_table_and_says_how_it_projects():
+    """Broken by dropping the line that says how the projection was made."""
+    result = CliRunner().invoke(main, ["estimate", "cifar10-linf-tiny", "--n-examples", "10", "--batch-size", "5",
+                                       "--sample", "5", "--version", "custom", "--attacks", "apgd-ce",
+                                       "--n-iter", "2", "--workers", "1", "--no-diagnostics"])
+    assert result.exit_code == 0, result.output
+    assert "projected for 10 images" in result.output and "Clopper-Pearson" in result.output
+    assert [line.split()[0] for line in result.output.splitlines()[1:3]] == ["clean", "apgd-ce"]
