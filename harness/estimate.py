@@ -66,9 +66,10 @@ class StageProjection:
         return dict(vars(self))
 
 
-def _parallel(images: float, batch_size: int, workers: int) -> int:
-    """How many workers share a stage of ``images``: one per chunk, at most ``workers``."""
-    return max(1, min(workers, math.ceil(images / batch_size)))
+def busiest(images: float, batch_size: int, workers: int) -> float:
+    """The images of a stage the busiest worker attacks: the stage's chunks of ``batch_size`` dealt out to
+    ``workers``, so its wall time (never less as the stage grows)."""
+    return min(images, math.ceil(math.ceil(images / batch_size) / workers) * batch_size)
 
 
 def _run_checks(checks: dict, n_run: int, n_sample: int, workers: int) -> dict:
@@ -86,8 +87,8 @@ def _run_checks(checks: dict, n_run: int, n_sample: int, workers: int) -> dict:
 def project(cost: dict, n_sample: int, n_run: int, overhead_s: float, batch_size: int, workers: int = 1,
             diagnostics_examples: int = 32) -> dict:
     """The run's passes and wall seconds from the sample's ``cost`` (``evaluation.cost``; see the module
-    docstring). A stage's seconds are summed over the workers that ran its chunks; its wall time divides them
-    by the workers its chunks keep busy."""
+    docstring). A stage's seconds are summed over the workers that ran its chunks; its wall time is that of the
+    busiest worker."""
     rates = {s["stage"]: s["seconds"] / s["images"] for s in cost["stages"] if s["images"]}
     top = max((r for stage, r in rates.items() if stage != "clean"), default=0.0)
     stages = []
@@ -96,8 +97,8 @@ def project(cost: dict, n_sample: int, n_run: int, overhead_s: float, batch_size
         low, high = clopper_pearson(k, n_sample)
         images = (n_run * low, n_run * k / n_sample, n_run * high)
         rate = s["seconds"] / k if k else None
-        seconds = tuple(i * (rate if rate is not None else (top if j == 2 else 0.0))
-                        / _parallel(i, batch_size, workers) for j, i in enumerate(images))
+        seconds = tuple(busiest(i, batch_size, workers) * (rate if rate is not None else (top if j == 2 else 0.0))
+                        for j, i in enumerate(images))
         stages.append(StageProjection(s["stage"], s.get("eps"), k, images,
                                       _passes(s, 1 / k) if k else _passes({}), rate, seconds))
     checks = _run_checks(cost.get("checks") or {}, n_run, n_sample, workers)
@@ -141,7 +142,8 @@ def estimate(model, *, sample: int | None = None, options: EvaluationOptions | N
     wall = time.perf_counter() - t0
     cost = result.evaluation.cost
     sample_workers = result.evaluation.execution["workers"]
-    measured = sum(s["seconds"] / _parallel(s["images"], opts.batch_size, sample_workers) for s in cost["stages"]) \
+    measured = sum(s["seconds"] / s["images"] * busiest(s["images"], opts.batch_size, sample_workers)
+                   for s in cost["stages"] if s["images"]) \
         + sum(part["seconds"] for part in cost["checks"].values()) + (cost["diagnostics"] or {}).get("seconds", 0.0)
     report = project(cost, n_sample, resolved_n, max(0.0, wall - measured), opts.batch_size, workers)
     if runs > 1:   # --repeats K: K runs of the same cost (the indicators run once)

@@ -52,13 +52,19 @@ def test_the_range_is_each_shares_clopper_pearson_interval():
 
 
 def test_workers_share_a_stage_only_as_far_as_its_chunks_go():
-    """Two workers halve a stage of many chunks, but a stage of one chunk runs on one of them. Broken by
-    dividing every stage by the worker count."""
-    one = project(COST, n_sample=10, n_run=100, overhead_s=0.0, batch_size=10, workers=1)
+    """A stage's wall time is its busiest worker's: APGD-CE's 50 images are 5 chunks of 10, 3 of them on one of
+    two workers (30 s at 1 s per image), the clean pass's 10 chunks 5 each; a stage of one chunk runs on one
+    worker. The range stays ordered where a stage's chunks outnumber the workers only at the top. Broken by
+    dividing every stage by the worker count, or by dividing by the workers its chunks keep busy (a stage
+    would get faster as it grows past one chunk)."""
     two = project(COST, n_sample=10, n_run=100, overhead_s=0.0, batch_size=10, workers=2)
-    assert two["stages"][1]["seconds"][1] == pytest.approx(one["stages"][1]["seconds"][1] / 2)
+    assert two["stages"][0]["seconds"][1] == pytest.approx(50 * 0.1)
+    assert two["stages"][1]["seconds"][1] == pytest.approx(30 * 1.0)
     few = project(COST, n_sample=10, n_run=10, overhead_s=0.0, batch_size=10, workers=2)
     assert few["stages"][1]["seconds"][1] == pytest.approx(5.0)   # 5 images: one chunk, one worker
+    wide = project(COST, n_sample=10, n_run=18, overhead_s=0.0, batch_size=10, workers=2)
+    low, mid, high = wide["stages"][1]["seconds"]   # 9 images expected (one chunk), up to 15.9 (two)
+    assert low <= mid <= high and mid == pytest.approx(9.0) and high == pytest.approx(10.0)
 
 
 def test_the_default_sample_is_one_percent_and_at_least_a_chunk_per_worker():
