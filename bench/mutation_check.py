@@ -4,7 +4,7 @@ tests that guard each: a break the tests still pass ("survived") is a hole in th
 Each row is (file, old text, new text, test selection). The edit is made in a temporary copy of the tree (never
 in this checkout); the copy's tests run with it first on the import path. Run by hand, never by the test suite:
 
-    python bench/mutation_check.py            # every row (about 4 minutes on 2 cores)
+    python bench/mutation_check.py            # every row (about 9 minutes on 2 cores)
     python bench/mutation_check.py 3 7        # rows 3 and 7 only
     python bench/mutation_check.py --list     # the rows
 
@@ -149,7 +149,7 @@ MUTATIONS = [
      [VERIFY + "test_verify_rechecks_the_indicators_and_a_warning_is_no_clean_verification"]),
     ("harness/verification.py", "    if old is not None and new != old:", "    if False:",
      [VERIFY + "test_verify_reports_a_rechecked_verdict_that_differs_from_the_recorded_one"]),
-    ("harness/merge.py", '"verdict": WARNING if WARNING in verdicts else OK', '"verdict": verdicts[0]', [MERGED]),
+    ("harness/merge.py", '"verdict": WARNING if WARNING in checked else OK', '"verdict": checked[0]', [MERGED]),
     ("zoo/results.py", 'return [s for s in d["shards"] if s] if "shards" in d else [d]', "return [d]", [MERGED]),
     ("harness/engine/passes.py", "n, part = _images(args, output), self.current", "n, part = 1, self.current",
      [PASSES + "test_the_attacks_do_the_passes_of_one_bare_autoattack_call"]),
