@@ -80,11 +80,13 @@ def _echo_diagnostics(ev) -> None:
     """The attack-failure indicators' verdict and, where they warn, what to do next."""
     if ev.diagnostics_verdict() is None:
         return
+    from zoo.results import NOT_A_CLAIM
+
     from .diagnostics import next_steps
 
     fired = ev.fired_indicators()
     click.echo(f"attack-failure indicators: {ev.diagnostics_text()}"
-               + (": this robust accuracy is not a robustness claim" if fired else ""))
+               + (f": {NOT_A_CLAIM}" if fired else ""))
     for line in next_steps(fired):
         click.echo(f"next: {line}")
 

@@ -22,14 +22,17 @@ import math
 import time
 from dataclasses import dataclass
 
+from zoo import devices
 from zoo.errors import ConfigError
 
-from .engine.passes import KINDS
+from .diagnostics import IndicatorSettings
+from .engine.passes import KINDS, no_passes
 from .options import EvaluationOptions
 from .verification import clopper_pearson
 
 SCALED_CHECKS = ("determinism",)   # made on every attacked image; the others once per run or segment
 DEFAULT_SHARE = 0.01
+DIAGNOSTICS_EXAMPLES = IndicatorSettings().n_examples   # what the indicators of a run cost does not grow past
 
 
 def sample_size(n_run: int, batch_size: int, sample: int | None, workers: int = 1) -> int:
@@ -75,7 +78,7 @@ def busiest(images: float, batch_size: int, workers: int) -> float:
 def _run_checks(checks: dict, n_run: int, n_sample: int, workers: int) -> dict:
     """The run's checks from the sample's: the determinism check scales with the run's images (shared by its
     workers, like the stages); the others are made once."""
-    out = {**_passes({}), "seconds": 0.0}
+    out = no_passes()
     for name, part in checks.items():
         scale, sharing = (n_run / n_sample, workers) if name in SCALED_CHECKS else (1.0, 1)
         for kind in KINDS:
@@ -85,7 +88,7 @@ def _run_checks(checks: dict, n_run: int, n_sample: int, workers: int) -> dict:
 
 
 def project(cost: dict, n_sample: int, n_run: int, overhead_s: float, batch_size: int, workers: int = 1,
-            diagnostics_examples: int = 32) -> dict:
+            diagnostics_examples: int = DIAGNOSTICS_EXAMPLES) -> dict:
     """The run's passes and wall seconds from the sample's ``cost`` (``evaluation.cost``; see the module
     docstring). A stage's seconds are summed over the workers that ran its chunks; its wall time is that of the
     busiest worker."""
@@ -130,8 +133,6 @@ def estimate(model, *, sample: int | None = None, options: EvaluationOptions | N
         resolved = resolve_model(model, opts.dataset, opts.threat_model, opts.weights, opts.model_dir)
         dataset = opts.dataset or resolved.defaults.get("dataset", "cifar10")
         resolved_n = len(load_tensors(dataset, "test", opts.data_dir)[1])
-    from zoo import devices
-
     run_chunks = math.ceil(resolved_n / opts.batch_size)
     workers = len(devices.worker_devices(opts.workers, devices.placement(opts.device), run_chunks,
                                          devices.cpu_cores()))
@@ -142,10 +143,10 @@ def estimate(model, *, sample: int | None = None, options: EvaluationOptions | N
     wall = time.perf_counter() - t0
     cost = result.evaluation.cost
     sample_workers = result.evaluation.execution["workers"]
-    measured = sum(s["seconds"] / s["images"] * busiest(s["images"], opts.batch_size, sample_workers)
-                   for s in cost["stages"] if s["images"]) \
-        + sum(part["seconds"] for part in cost["checks"].values()) + (cost["diagnostics"] or {}).get("seconds", 0.0)
-    report = project(cost, n_sample, resolved_n, max(0.0, wall - measured), opts.batch_size, workers)
+    # the time outside the stages, checks and indicators: the sample's wall time less their modelled wall time
+    modelled = project(cost, n_sample, n_sample, 0.0, opts.batch_size, sample_workers,
+                       diagnostics_examples=min(DIAGNOSTICS_EXAMPLES, n_sample))["seconds"]["expected"]
+    report = project(cost, n_sample, resolved_n, max(0.0, wall - modelled), opts.batch_size, workers)
     if runs > 1:   # --repeats K: K runs of the same cost (the indicators run once)
         for key in ("low", "expected", "high"):
             report["seconds"][key] = runs * report["seconds"][key] - (runs - 1) * report["diagnostics"]["seconds"]

@@ -21,7 +21,7 @@ from .eligibility import backing_evaluation, data_problem
 from .evaluations import dataset_of, entry_evaluations
 from .fileio import atomic_write_text
 from .registry import BUILTIN_DIR, Entry, user_models_dir
-from .results import EvaluationResult, as_float
+from .results import NOT_A_CLAIM, EvaluationResult, as_float
 from .architectures.robustbench import robustbench_timm_name
 
 CARDS_DIR_NAME = "model_cards"
@@ -291,7 +291,7 @@ def _results_section(entry: Entry, evaluations: list[EvaluationResult]) -> list[
         s = summarize_evaluation(result, entry)
         lines += ["", f"Zoo evaluation {i}:",
                   f"- attack-failure indicators: {s['diagnostics']}"
-                  + (": this robust accuracy is not a robustness claim" if s["diagnostics_warn"] else "")]
+                  + (f": {NOT_A_CLAIM}" if s["diagnostics_warn"] else "")]
         if s["after"]:
             lines.append("- robust accuracy after each attack: "
                          + ", ".join(f"{k} {_acc(v)}" for k, v in s["after"].items()))

@@ -58,6 +58,8 @@ DESCRIPTIVE_KEYS = ("link", "name", "authors", "additional_data", "number_forwar
                     "architecture", "reported", "footnote", "unreliable")
 
 
+NOT_A_CLAIM = "this robust accuracy is not a robustness claim"   # said wherever the indicators warn
+
 @dataclass
 class Evaluation:
     """Provenance of a result: what was run, how, on what, and what it gave."""
